@@ -1,0 +1,44 @@
+//===- KernelAlgorithms.h - The math of every BatchNorm kernel --*- C++ -*-===//
+//
+// This file declares the Halide algorithms of DESIGN.md's kernel set. They
+// are math only: each returns its Funcs through schedules::KernelStages and
+// the schedule for the target decides how they run. The argument order of
+// each kernel is the runtime's contract (runtime/include/normrt/module.h).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef NORMC_COMPILER_KERNELALGORITHMS_H
+#define NORMC_COMPILER_KERNELALGORITHMS_H
+
+#include "compiler/NormDialect.h"
+#include "schedules/KernelStages.h"
+
+#include "llvm/ADT/Optional.h"
+
+namespace normc {
+
+/// Everything about a layer that changes a kernel's code.
+struct KernelConfig {
+  norm::KernelKind kind;
+  Halide::Type ioType;    ///< x, y, dy, dx
+  Halide::Type paramType; ///< weight, bias, statistics
+  bool affine = true;
+  double eps = 1e-5;
+  llvm::Optional<double> momentum = 0.1; ///< None: cumulative average
+
+  /// A key that is equal for two configs exactly when their kernels are.
+  std::string key() const;
+};
+
+/// One kernel's algorithm, ready for a schedule and for compilation.
+struct KernelAlgorithm {
+  std::vector<Halide::Func> outputs;     ///< in argument order
+  std::vector<Halide::Argument> inputs;  ///< in argument order
+  schedules::KernelStages stages;
+};
+
+KernelAlgorithm buildKernelAlgorithm(const KernelConfig &config);
+
+} // namespace normc
+
+#endif // NORMC_COMPILER_KERNELALGORITHMS_H

@@ -1,0 +1,32 @@
+//===- MLIRGen.h - From the .norm AST to the norm dialect -------*- C++ -*-===//
+//
+// This file declares the translation of a parsed spec into a module of the
+// `norm` dialect. MLIRGen binds constructor arguments to BatchNorm's
+// parameters (positional or keyword, PyTorch's defaults) and checks that each
+// value has the right type; ranges and names are the verifiers' job.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef NORMC_COMPILER_MLIRGEN_H
+#define NORMC_COMPILER_MLIRGEN_H
+
+#include "dsl/AST.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/IR/OwningOpRef.h"
+
+#include "llvm/Support/SourceMgr.h"
+
+namespace normc {
+
+/// Emits a module for `spec`; reports errors through the context's diagnostic
+/// engine and returns a null module when there were any. A spec without any
+/// `target` gets an implicit `target cpu = "host"`.
+mlir::OwningOpRef<mlir::ModuleOp> mlirGen(mlir::MLIRContext &context,
+                                          const llvm::SourceMgr &sourceMgr,
+                                          const dsl::SpecFile &spec);
+
+} // namespace normc
+
+#endif // NORMC_COMPILER_MLIRGEN_H

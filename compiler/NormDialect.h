@@ -1,0 +1,59 @@
+//===- NormDialect.h - The norm dialect -------------------------*- C++ -*-===//
+//
+// This file declares the `norm` dialect (NormOps.td) and the kernel kinds that
+// norm-expand-kernels creates and the emitter builds.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef NORMC_COMPILER_NORMDIALECT_H
+#define NORMC_COMPILER_NORMDIALECT_H
+
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Dialect.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/IR/SymbolTable.h"
+
+#include "compiler/NormOpsDialect.h.inc"
+
+namespace normc {
+namespace norm {
+class TargetOp;
+class LayerOp;
+class KernelOp;
+mlir::LogicalResult verifyTarget(TargetOp op);
+mlir::LogicalResult verifyLayer(LayerOp op);
+mlir::LogicalResult verifyKernel(KernelOp op);
+
+/// The location of one argument of a layer (`eps`, `momentum`, ...) or of its
+/// `kind`/`name`, as MLIRGen recorded it; the op's location otherwise.
+mlir::Location argumentLoc(mlir::Operation *op, llvm::StringRef argument);
+} // namespace norm
+} // namespace normc
+
+#define GET_OP_CLASSES
+#include "compiler/NormOps.h.inc"
+
+namespace normc {
+namespace norm {
+
+/// The kernels of DESIGN.md's kernel set, in the order of the runtime's
+/// normrt_kernel_kind enum.
+enum class KernelKind {
+  ForwardTrain = 0,
+  UpdateStats = 1,
+  ForwardEval = 2,
+  Backward = 3,
+  BackwardEval = 4,
+};
+constexpr int kNumKernelKinds = 5;
+
+llvm::StringRef stringifyKernelKind(KernelKind kind);
+llvm::Optional<KernelKind> symbolizeKernelKind(llvm::StringRef name);
+
+} // namespace norm
+} // namespace normc
+
+#endif // NORMC_COMPILER_NORMDIALECT_H

@@ -1,0 +1,77 @@
+/*===- module.h - What a normc-compiled module hands the runtime ---*- C -*-===*\
+ *
+ * normc writes, beside the kernels of a module, one table of this shape and a
+ * constructor that passes it to normrt_register_module(). Both sides include
+ * this header; changing a struct here means bumping NORMRT_MODULE_ABI_VERSION.
+ *
+ * Kernel arguments (Halide `_argv` calling convention: buffers as
+ * halide_buffer_t*, scalars by address). Tensors are 3-D Halide buffers
+ * [spatial, channel, batch] (dim 0 innermost, a contiguous PyTorch tensor with
+ * its spatial dims flattened); per-channel vectors are 1-D of extent C; the
+ * counter is a 0-D int64 buffer. [w, b] only for affine layers.
+ *   forward_train: x, [w, b]                         -> y, save_mean, save_invstd, batch_var
+ *   update_stats:  batch_mean, batch_var, running_mean, running_var, counter,
+ *                  count (int64 scalar, n = N*prod(spatial))
+ *                                                    -> running_mean', running_var', counter'
+ *   forward_eval:  x, running_mean, running_var, [w, b] -> y
+ *   backward:      x, dy, save_mean, save_invstd, [w]     -> dx, dweight, dbias
+ *   backward_eval: x, dy, running_mean, running_var, [w]  -> dx, dweight, dbias
+ * Non-affine layers' backward kernels still write dweight and dbias (the
+ * reductions dx needs); the runtime hands them scratch space.
+\*===----------------------------------------------------------------------===*/
+
+#ifndef NORMRT_MODULE_H
+#define NORMRT_MODULE_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NORMRT_MODULE_ABI_VERSION 1
+
+typedef enum {
+  NORMRT_KERNEL_FORWARD_TRAIN = 0,
+  NORMRT_KERNEL_UPDATE_STATS = 1,
+  NORMRT_KERNEL_FORWARD_EVAL = 2,
+  NORMRT_KERNEL_BACKWARD = 3,
+  NORMRT_KERNEL_BACKWARD_EVAL = 4,
+  NORMRT_KERNEL_COUNT = 5
+} normrt_kernel_kind;
+
+typedef int (*normrt_kernel_fn)(void **args);
+
+/* Field order keeps every member naturally aligned without padding surprises:
+ * pointers, then 8-byte scalars, then 4-byte ones. */
+typedef struct normrt_layer_desc {
+  const char *name;          /* layer name in the spec */
+  const char *target;        /* target label */
+  const char *target_string; /* Halide target string */
+  const char *kind;          /* "BatchNorm1d" ... */
+  normrt_kernel_fn kernels[NORMRT_KERNEL_COUNT]; /* NULL where not needed */
+  int64_t num_features;
+  double eps;
+  double momentum;
+  int32_t spatial_rank;
+  int32_t momentum_is_none;
+  int32_t affine;
+  int32_t track_running_stats;
+  int32_t dtype;       /* normrt_dtype of x and y */
+  int32_t param_dtype; /* normrt_dtype of weight, bias, statistics */
+  int32_t device;      /* 0 host, 1 CUDA */
+  int32_t reserved;
+} normrt_layer_desc;
+
+typedef struct normrt_module {
+  int32_t abi_version;
+  int32_t num_layers;
+  const char *name;
+  const normrt_layer_desc *layers;
+} normrt_module;
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* NORMRT_MODULE_H */

@@ -1,0 +1,114 @@
+/*===- normrt.h - The normc runtime's C ABI ------------------------*- C -*-===*\
+ *
+ * This header is the contract between programs and the layers that normc
+ * compiles. A layer is created by the name it has in a .norm spec and the
+ * label of one of the spec's targets, from the modules linked into the
+ * program (or loaded with dlopen); it owns its parameters and statistics and
+ * calls the generated kernels. Semantics are torch.nn.BatchNorm{1,2,3}d's.
+ *
+ * Every call that can fail returns 0 on success and non-zero on failure; the
+ * message of the last failure on the calling thread is normrt_last_error().
+ * A failed call changes no layer state. Shapes and strides are in PyTorch
+ * order (outermost first); strides are in elements, all zero = contiguous.
+\*===----------------------------------------------------------------------===*/
+
+#ifndef NORMRT_NORMRT_H
+#define NORMRT_NORMRT_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  NORMRT_FLOAT32,
+  NORMRT_FLOAT64,
+  NORMRT_FLOAT16,
+  NORMRT_BFLOAT16,
+  NORMRT_INT64
+} normrt_dtype;
+
+#define NORMRT_MAX_DIMS 8
+
+typedef struct {
+  void *data;
+  int32_t ndim;
+  int64_t shape[NORMRT_MAX_DIMS];
+  int64_t strides[NORMRT_MAX_DIMS]; /* elements; all 0 = contiguous */
+  normrt_dtype dtype;
+  int32_t device; /* 0 host, 1 CUDA */
+} normrt_tensor;
+
+typedef struct normrt_layer normrt_layer;
+struct normrt_module;
+
+/* Creates a layer in training mode with PyTorch's initial state (weight 1,
+ * bias 0, running_mean 0, running_var 1, num_batches_tracked 0). `target` is a
+ * target label from the spec, such as "cpu". Returns NULL on failure. */
+normrt_layer *normrt_layer_create(const char *layer, const char *target);
+void normrt_layer_destroy(normrt_layer *);
+
+/* Like module.train() (training != 0) and module.eval() (training == 0). */
+int normrt_layer_set_training(normrt_layer *, int training);
+
+/* y = BatchNorm(x). In training mode (or in eval mode without running
+ * statistics) normalizes with batch statistics and saves save_mean and
+ * save_invstd; in training mode with running statistics it also updates
+ * running_mean, running_var and num_batches_tracked. y must have x's shape
+ * and dtype; y may be x itself (the kernels read each element before writing
+ * it). */
+int normrt_layer_forward(normrt_layer *, const normrt_tensor *x, normrt_tensor *y);
+
+/* Gradients of the last forward's loss: dx from dy, and when the layer is
+ * affine, dweight and dbias (each may be NULL when not wanted). In training
+ * mode (or eval without running statistics) it uses save_mean/save_invstd of
+ * the last forward, which must have seen an x of this shape; in eval mode with
+ * running statistics it uses those. */
+int normrt_layer_backward(normrt_layer *, const normrt_tensor *x, const normrt_tensor *dy,
+                          normrt_tensor *dx, normrt_tensor *dweight, normrt_tensor *dbias);
+
+/* "weight" "bias" "running_mean" "running_var" "num_batches_tracked"
+ * "save_mean" "save_invstd": a view into the layer's own storage, readable and
+ * writable, valid until the layer is destroyed. */
+int normrt_layer_state(normrt_layer *, const char *name, normrt_tensor *view);
+
+/* Thread-local message of the last failing call on this thread ("" if none). */
+const char *normrt_last_error(void);
+
+/* ---- Extensions ---------------------------------------------------------- */
+
+/* Registers a compiled module. Modules register themselves when linked in
+ * (their header references them) or loaded; calling it again is harmless. */
+int normrt_register_module(const struct normrt_module *module);
+
+/* Number of worker threads the CPU kernels use (0 = Halide's default, which
+ * honours HL_NUM_THREADS). Returns the previous setting. */
+int normrt_set_num_threads(int threads);
+
+/* Facts about a layer, for wrappers that need to allocate. */
+typedef struct {
+  const char *name;
+  const char *target;
+  const char *kind;       /* "BatchNorm2d" */
+  int32_t spatial_rank;   /* 1, 2, 3 */
+  int64_t num_features;
+  double eps;
+  double momentum;        /* meaningless when momentum_is_none */
+  int32_t momentum_is_none;
+  int32_t affine;
+  int32_t track_running_stats;
+  normrt_dtype dtype;      /* of x, y, dx, dy */
+  normrt_dtype param_dtype; /* of weight, bias and statistics */
+  int32_t training;
+} normrt_layer_info;
+int normrt_layer_get_info(const normrt_layer *, normrt_layer_info *info);
+
+/* Names of the layers linked into the program: index 0, 1, ... until NULL. */
+const char *normrt_layer_name_at(int index, const char **target);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* NORMRT_NORMRT_H */

@@ -1,0 +1,88 @@
+//===- CpuPlanar.cpp - CPU schedules for PyTorch-order tensors ------------===//
+//
+// This file implements the CPU schedule of every kernel for contiguous
+// NC[D][H]W tensors, seen as [s, c, n] with s the flattened spatial axis.
+//
+// Reductions (per-channel sums over s and n) are computed at root, one
+// channel per parallel task. When a channel's rows are at least a vector
+// long, rfactor turns the sum along s into V independent lane accumulators
+// (one SIMD register) that are summed once at the end; when they are shorter
+// (BatchNorm1d on (N, C) has s = 1) the channel axis is the contiguous one, so
+// the schedule vectorizes across channels instead. Elementwise outputs are
+// vectorized along s and parallel over (c, n) rows, or across channels for
+// short rows. Tails are handled without scalar loops: ShiftInwards for
+// outputs (recomputing a few lanes is harmless), predication for reductions.
+//
+// Status: correctness-first baseline, no cache blocking yet, so train
+// forward reads x three times (see DESIGN.md's performance model; cache
+// blocking is the roofline work of a later issue).
+//
+//===----------------------------------------------------------------------===//
+
+#include "schedules/KernelStages.h"
+
+using namespace Halide;
+
+namespace normc {
+namespace schedules {
+
+static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
+  Var c = k.c;
+  f.compute_root();
+  f.vectorize(c, V, TailStrategy::GuardWithIf);
+
+  // Short rows: the channel axis is contiguous (s extent 1) or nearly so.
+  Var co("co"), ci("ci");
+  f.update()
+      .specialize(k.spatial < V)
+      .split(c, co, ci, V, TailStrategy::GuardWithIf)
+      .reorder(ci, r.x, r.y, co)
+      .vectorize(ci)
+      .parallel(co);
+
+  // Long rows: V lane accumulators along s, channels in parallel.
+  RVar rxo("rxo"), rxi("rxi");
+  Var lane("lane");
+  Func lanes = f.update()
+                   .split(r.x, rxo, rxi, V, TailStrategy::GuardWithIf)
+                   .rfactor(rxi, lane);
+  f.update().parallel(c);
+  lanes.compute_at(f, c).vectorize(lane);
+  lanes.update().vectorize(lane);
+}
+
+void scheduleCpuPlanar(KernelStages &k, const Target &target) {
+  const int V = target.natural_vector_size(k.ioType);
+  Var s = k.s, c = k.c, n = k.n;
+
+  for (auto &reduction : k.reductions)
+    scheduleReduction(reduction.first, reduction.second, k, V);
+
+  for (Func f : k.channelFuncs)
+    f.compute_root().vectorize(c, V, TailStrategy::GuardWithIf);
+  for (Func f : k.channelOutputs)
+    f.vectorize(c, V, TailStrategy::GuardWithIf);
+
+  for (Func f : k.tensorOutputs) {
+    Var row("row");
+    f.specialize(k.spatial >= V)
+        .fuse(c, n, row)
+        .parallel(row)
+        .vectorize(s, V, TailStrategy::ShiftInwards);
+    f.reorder(c, s, n).vectorize(c, V, TailStrategy::GuardWithIf).parallel(n);
+  }
+}
+
+bool applySchedule(KernelStages &stages, const Target &target,
+                   std::string &error) {
+  if (target.has_gpu_feature()) {
+    error = "GPU targets (" + target.to_string() +
+            ") have no schedules yet; only CPU targets are supported";
+    return false;
+  }
+  scheduleCpuPlanar(stages, target);
+  return true;
+}
+
+} // namespace schedules
+} // namespace normc

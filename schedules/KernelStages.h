@@ -1,0 +1,60 @@
+//===- KernelStages.h - What an algorithm hands its schedule ----*- C++ -*-===//
+//
+// This file declares the small struct through which a kernel's algorithm
+// (compiler/KernelAlgorithms.cpp, math only) hands its Funcs to a schedule.
+// Schedules see Halide and this struct, nothing of the compiler.
+//
+// Conventions every algorithm follows:
+//  - tensors are 3-D [s, c, n]: s the flattened spatial position (innermost,
+//    stride 1), c the channel, n the batch index;
+//  - a per-channel reduction is f(c) = 0; f(c) += g(r.x, c, r.y) over
+//    r = [0, spatial) x [0, batch), possibly Tuple-valued;
+//  - per-channel Funcs are f(c) on [0, channels).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef NORMC_SCHEDULES_KERNELSTAGES_H
+#define NORMC_SCHEDULES_KERNELSTAGES_H
+
+#include "Halide.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace normc {
+namespace schedules {
+
+struct KernelStages {
+  std::string kernel; ///< forward_train, update_stats, ...
+  Halide::Var s{"s"}, c{"c"}, n{"n"};
+  Halide::Expr spatial, channels, batch; ///< extents of the input tensor
+  Halide::Type ioType;                   ///< element type of x and y
+
+  /// Per-channel reductions over (s, n), each with its RDom.
+  std::vector<std::pair<Halide::Func, Halide::RDom>> reductions;
+  /// Small per-channel intermediates (mean, scale, shift) read per element.
+  std::vector<Halide::Func> channelFuncs;
+  /// Per-channel outputs: save_mean, save_invstd, dweight, ...
+  std::vector<Halide::Func> channelOutputs;
+  /// Tensor outputs y(s, c, n) or dx(s, c, n).
+  std::vector<Halide::Func> tensorOutputs;
+  /// 0-D outputs (the batch counter).
+  std::vector<Halide::Func> scalarOutputs;
+};
+
+/// CPU schedule for the PyTorch-order (planar, NC[D][H]W) layout:
+/// vectorized along the spatial axis, parallel over channels and batch,
+/// vectorized across channels when the spatial extent is shorter than a
+/// vector (BatchNorm1d on (N, C)).
+void scheduleCpuPlanar(KernelStages &stages, const Halide::Target &target);
+
+/// Picks the schedule for `target`; reports an error for targets that have no
+/// schedule yet (returns false and sets `error`).
+bool applySchedule(KernelStages &stages, const Halide::Target &target,
+                   std::string &error);
+
+} // namespace schedules
+} // namespace normc
+
+#endif // NORMC_SCHEDULES_KERNELSTAGES_H

@@ -218,7 +218,7 @@ std::string layerSummary(norm::LayerOp layer) {
   std::string text;
   llvm::raw_string_ostream os(text);
   os << layer.sym_name() << " = " << layer.kind() << "("
-     << layer.num_features()
+     << layer.num_featuresAttr().getInt()
      << ", eps=" << llvm::format("%g", layer.eps().convertToDouble())
      << ", momentum=";
   if (auto m = layer.momentum())
@@ -346,7 +346,7 @@ llvm::Error writeRegistryObject(const Plan &plan, const EmitOptions &options,
         {stringPtr(op.sym_name()), stringPtr(layer.targetLabel),
          stringPtr(layer.targetString), stringPtr(op.kind()),
          llvm::ConstantArray::get(kernelArray, kernels),
-         llvm::ConstantInt::get(i64, op.num_features()),
+         llvm::ConstantInt::get(i64, op.num_featuresAttr().getInt()),
          llvm::ConstantFP::get(f64, op.eps().convertToDouble()),
          llvm::ConstantFP::get(f64, m ? m->convertToDouble() : 0.0),
          llvm::ConstantInt::get(i32, op.getSpatialRank()),

@@ -49,8 +49,6 @@ public:
       genTarget(target);
     for (const dsl::LayerDecl &layer : spec.layers)
       genLayer(layer);
-    if (failed)
-      return nullptr;
     return std::move(module);
   }
 
@@ -196,18 +194,25 @@ private:
         TypeAttr::get(dtype));
   }
 
+public:
+  bool failed = false;
+
+private:
   OpBuilder builder;
   const llvm::SourceMgr &sourceMgr;
   OwningOpRef<ModuleOp> module;
   std::string filename;
-  bool failed = false;
 };
 
 } // namespace
 
 OwningOpRef<ModuleOp> normc::mlirGen(MLIRContext &context,
                                      const llvm::SourceMgr &sourceMgr,
-                                     const dsl::SpecFile &spec) {
+                                     const dsl::SpecFile &spec,
+                                     bool &hadErrors) {
   context.getOrLoadDialect<norm::NormDialect>();
-  return MLIRGenImpl(context, sourceMgr).gen(spec);
+  MLIRGenImpl gen(context, sourceMgr);
+  OwningOpRef<ModuleOp> module = gen.gen(spec);
+  hadErrors = gen.failed;
+  return module;
 }

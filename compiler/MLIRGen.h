@@ -20,12 +20,14 @@
 
 namespace normc {
 
-/// Emits a module for `spec`; reports errors through the context's diagnostic
-/// engine and returns a null module when there were any. A spec without any
-/// `target` gets an implicit `target cpu = "host"`.
+/// Emits a module for `spec`, reporting errors through the context's
+/// diagnostic engine. A layer with errors in its arguments is left out and
+/// `hadErrors` set, so the verifier can still check the others in the same
+/// run. A spec without any `target` gets an implicit `target cpu = "host"`.
 mlir::OwningOpRef<mlir::ModuleOp> mlirGen(mlir::MLIRContext &context,
                                           const llvm::SourceMgr &sourceMgr,
-                                          const dsl::SpecFile &spec);
+                                          const dsl::SpecFile &spec,
+                                          bool &hadErrors);
 
 } // namespace normc
 

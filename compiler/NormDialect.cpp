@@ -15,7 +15,16 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Diagnostics.h"
 
+#include "llvm/Support/Format.h"
+
 #include <cmath>
+
+/// Numbers in diagnostics as the user wrote them, more or less: 1e-05, 1.5.
+static std::string formatNumber(double value) {
+  std::string text;
+  llvm::raw_string_ostream(text) << llvm::format("%g", value);
+  return text;
+}
 
 using namespace mlir;
 using namespace normc::norm;
@@ -92,22 +101,22 @@ LogicalResult normc::norm::verifyLayer(LayerOp op) {
         << "'; expected BatchNorm1d, BatchNorm2d or BatchNorm3d";
     ok = false;
   }
-  if (op.num_features() < 1) {
+  if (op.num_featuresAttr().getInt() < 1) {
     emitError(argumentLoc(raw, "num_features"))
-        << "num_features must be at least 1, got " << op.num_features();
+        << "num_features must be at least 1, got " << op.num_featuresAttr().getInt();
     ok = false;
   }
   double eps = op.eps().convertToDouble();
   if (!(eps > 0.0) || !std::isfinite(eps)) {
     emitError(argumentLoc(raw, "eps"))
-        << "eps must be a positive finite number, got " << eps;
+        << "eps must be a positive finite number, got " << formatNumber(eps);
     ok = false;
   }
   if (auto momentum = op.momentum()) {
     double m = momentum->convertToDouble();
     if (!(m >= 0.0 && m <= 1.0)) {
       emitError(argumentLoc(raw, "momentum"))
-          << "momentum must be in [0, 1] or None, got " << m;
+          << "momentum must be in [0, 1] or None, got " << formatNumber(m);
       ok = false;
     }
   }

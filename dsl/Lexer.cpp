@@ -240,8 +240,9 @@ Token Lexer::next() {
     // Swallow the rest of a UTF-8 sequence so one character is one error.
     while (cur != end && (static_cast<unsigned char>(*cur) & 0xC0) == 0x80)
       ++cur;
-    error(start, "non-ASCII character in spec (only comments may hold "
-                 "non-ASCII text)");
+    error(start, "non-ASCII byte 0x" +
+                     llvm::utohexstr(byte, /*LowerCase=*/true) +
+                     " in spec (only comments may hold non-ASCII text)");
   } else if (llvm::isPrint(c)) {
     error(start, llvm::Twine("stray character '") + llvm::Twine(c) +
                      "' in spec");

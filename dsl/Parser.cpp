@@ -31,14 +31,17 @@ bool Parser::expect(TokenKind kind, llvm::StringRef context) {
                               ", got " + describe(tok));
 }
 
-/// Skips to the next `layer` or `target` keyword that starts a line.
+/// Skips to the next `layer` or `target` keyword that starts a line. The
+/// failing statement may have stopped on one already (a missing ')'), which
+/// is kept unless the failing statement itself began there.
 void Parser::recover() {
-  while (!tok.is(TokenKind::Eof)) {
+  auto atStatement = [&] {
+    return tok.startsLine &&
+           (tok.is(TokenKind::KwLayer) || tok.is(TokenKind::KwTarget)) &&
+           tok.loc() != statementStart;
+  };
+  while (!tok.is(TokenKind::Eof) && !atStatement())
     consume();
-    if (tok.startsLine &&
-        (tok.is(TokenKind::KwLayer) || tok.is(TokenKind::KwTarget)))
-      return;
-  }
 }
 
 std::unique_ptr<SpecFile> Parser::parseSpec() {
@@ -51,13 +54,12 @@ std::unique_ptr<SpecFile> Parser::parseSpec() {
     if (!parseStatement(*spec))
       recover();
   }
-  if (errors != 0 || lexer.errorCount() != 0)
-    return nullptr;
   return spec;
 }
 
 // statement ::= target-decl | layer-decl
 bool Parser::parseStatement(SpecFile &spec) {
+  statementStart = tok.loc();
   if (tok.is(TokenKind::KwTarget))
     return parseTarget(spec);
   if (tok.is(TokenKind::KwLayer))
@@ -247,6 +249,10 @@ bool Parser::parseValue(Value &value) {
 }
 
 std::unique_ptr<SpecFile> normc::dsl::parseSpec(llvm::SourceMgr &sourceMgr,
-                                                unsigned bufferID) {
-  return Parser(sourceMgr, bufferID).parseSpec();
+                                                unsigned bufferID,
+                                                unsigned &errorCount) {
+  Parser parser(sourceMgr, bufferID);
+  std::unique_ptr<SpecFile> spec = parser.parseSpec();
+  errorCount = parser.errorCount();
+  return spec;
 }

@@ -5,7 +5,8 @@
 // BatchNorm takes, their types and ranges, and duplicate names are checked by
 // MLIRGen and the `norm` dialect's verifiers. The parser reports every syntax
 // error it finds (it resynchronises at the next `layer` or `target` that
-// starts a line) and returns nullptr when there was at least one.
+// starts a line). The tree it returns holds every statement that parsed, so
+// that the later stages can report their errors in the same run.
 //
 //===----------------------------------------------------------------------===//
 
@@ -24,8 +25,11 @@ class Parser {
 public:
   Parser(llvm::SourceMgr &sourceMgr, unsigned bufferID);
 
-  /// Parses the whole buffer. Returns nullptr after reporting errors.
+  /// Parses the whole buffer; never returns null. Check errorCount().
   std::unique_ptr<SpecFile> parseSpec();
+
+  /// Errors reported so far, the lexer's included.
+  unsigned errorCount() const { return errors + lexer.errorCount(); }
 
 private:
   bool parseStatement(SpecFile &spec);
@@ -44,12 +48,14 @@ private:
   unsigned bufferID;
   Lexer lexer;
   Token tok;
+  llvm::SMLoc statementStart;
   unsigned errors = 0;
 };
 
-/// Convenience: parse `bufferID` of `sourceMgr`.
+/// Convenience: parse `bufferID` of `sourceMgr`; sets `errorCount` to the
+/// number of errors reported.
 std::unique_ptr<SpecFile> parseSpec(llvm::SourceMgr &sourceMgr,
-                                    unsigned bufferID);
+                                    unsigned bufferID, unsigned &errorCount);
 
 } // namespace dsl
 } // namespace normc

@@ -129,10 +129,14 @@ int main(int argc, char **argv) {
   llvm::SourceMgr sourceMgr;
   unsigned bufferID = sourceMgr.AddNewSourceBuffer(std::move(*file), llvm::SMLoc());
 
-  std::unique_ptr<dsl::SpecFile> spec = dsl::parseSpec(sourceMgr, bufferID);
-  if (!spec)
-    return kSpecError;
+  // Syntax errors do not stop the front end: the statements that parsed still
+  // go through MLIRGen and verification, so one run reports every error.
+  unsigned syntaxErrors = 0;
+  std::unique_ptr<dsl::SpecFile> spec =
+      dsl::parseSpec(sourceMgr, bufferID, syntaxErrors);
   if (emitAction == Emit::AST) {
+    if (syntaxErrors)
+      return kSpecError;
     dsl::dump(*spec, llvm::outs(), [&](llvm::SMLoc loc) {
       auto lc = sourceMgr.getLineAndColumn(loc, bufferID);
       return std::to_string(lc.first) + ":" + std::to_string(lc.second);
@@ -144,15 +148,14 @@ int main(int argc, char **argv) {
   context.getOrLoadDialect<norm::NormDialect>();
   mlir::SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
 
+  bool argumentErrors = false;
   mlir::OwningOpRef<mlir::ModuleOp> module =
-      mlirGen(context, sourceMgr, *spec);
-  if (!module)
-    return kSpecError;
+      mlirGen(context, sourceMgr, *spec, argumentErrors);
 
   mlir::PassManager verify(&context);
   mlir::applyPassManagerCLOptions(verify);
   verify.addPass(createVerifyLayersPass());
-  if (mlir::failed(verify.run(*module)))
+  if (mlir::failed(verify.run(*module)) || syntaxErrors || argumentErrors)
     return kSpecError;
   if (emitAction == Emit::MLIR) {
     module->print(llvm::outs());

@@ -122,11 +122,10 @@ KernelAlgorithm forwardTrain(const KernelConfig &cfg) {
   saveInvstd(c) = cast(cfg.paramType, invstd(c));
   batchVar(c) = cast(cfg.paramType, var(c));
 
-  a.inputs = {in.x};
-  if (cfg.affine) {
-    a.inputs.push_back(w);
-    a.inputs.push_back(b);
-  }
+  a.images = {in.x};
+  if (cfg.affine)
+    a.images.insert(a.images.end(), {w, b});
+  a.inputs.assign(a.images.begin(), a.images.end());
   a.outputs = {y, saveMean, saveInvstd, batchVar};
   k.channelFuncs = {mean, scale, shift};
   k.channelOutputs = {saveMean, saveInvstd, batchVar};
@@ -163,7 +162,9 @@ KernelAlgorithm updateStats(const KernelConfig &cfg) {
   varOut(c) = cast(cfg.paramType, (Expr(1.0) - f) * acc(runningVar(c)) +
                                       f * acc(batchVar(c)) * unbias);
 
-  a.inputs = {batchMean, batchVar, runningMean, runningVar, counter, count};
+  a.images = {batchMean, batchVar, runningMean, runningVar, counter};
+  a.inputs.assign(a.images.begin(), a.images.end());
+  a.inputs.push_back(count);
   a.outputs = {meanOut, varOut, counterOut};
   k.ioType = cfg.paramType;
   k.channelOutputs = {meanOut, varOut};
@@ -191,11 +192,10 @@ KernelAlgorithm forwardEval(const KernelConfig &cfg) {
   y(s, c, n) =
       cast(cfg.ioType, (acc(in.x(s, c, n)) - mean(c)) * scale(c) + shift(c));
 
-  a.inputs = {in.x, runningMean, runningVar};
-  if (cfg.affine) {
-    a.inputs.push_back(w);
-    a.inputs.push_back(b);
-  }
+  a.images = {in.x, runningMean, runningVar};
+  if (cfg.affine)
+    a.images.insert(a.images.end(), {w, b});
+  a.inputs.assign(a.images.begin(), a.images.end());
   a.outputs = {y};
   k.channelFuncs = {mean, scale, shift};
   k.tensorOutputs = {y};
@@ -249,9 +249,10 @@ KernelAlgorithm backward(const KernelConfig &cfg, bool eval) {
     k.channelFuncs = {mean, gain, meanDy, k2};
   }
 
-  a.inputs = {in.x, dy, statMean, statSecond};
+  a.images = {in.x, dy, statMean, statSecond};
   if (cfg.affine)
-    a.inputs.push_back(w);
+    a.images.push_back(w);
+  a.inputs.assign(a.images.begin(), a.images.end());
   a.outputs = {dx, dweight, dbias};
   k.channelOutputs = {dweight, dbias};
   k.tensorOutputs = {dx};

@@ -34,6 +34,8 @@ struct KernelConfig {
 struct KernelAlgorithm {
   std::vector<Halide::Func> outputs;     ///< in argument order
   std::vector<Halide::Argument> inputs;  ///< in argument order
+  /// The buffer inputs among `inputs`, for binding them in JIT tests.
+  std::vector<Halide::ImageParam> images;
   schedules::KernelStages stages;
 };
 

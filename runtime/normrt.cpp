@@ -398,20 +398,43 @@ normrt_layer *normrt_layer_create(const char *name, const char *target) {
     fail("normrt_layer_create: layer name and target label must not be NULL");
     return nullptr;
   }
+  // "module.layer" picks a layer of one module; a bare name must be unique.
+  std::string moduleName, layerName = name;
+  if (const char *dot = std::strchr(name, '.')) {
+    moduleName.assign(name, dot);
+    layerName = dot + 1;
+  }
   const normrt_layer_desc *desc = nullptr;
   const normrt_layer_desc *sameName = nullptr;
+  const char *descModule = nullptr;
+  std::string ambiguous;
   {
     Registry &r = registry();
     std::lock_guard<std::mutex> lock(r.mutex);
-    for (const normrt_module *m : r.modules)
+    for (const normrt_module *m : r.modules) {
+      if (!moduleName.empty() && moduleName != m->name)
+        continue;
       for (int32_t i = 0; i < m->num_layers; ++i) {
         const normrt_layer_desc &d = m->layers[i];
-        if (std::strcmp(d.name, name) != 0)
+        if (layerName != d.name)
           continue;
         sameName = &d;
-        if (std::strcmp(d.target, target) == 0 && !desc)
+        if (std::strcmp(d.target, target) != 0)
+          continue;
+        if (desc)
+          ambiguous = std::string(descModule) + "' and '" + m->name;
+        else {
           desc = &d;
+          descModule = m->name;
+        }
       }
+    }
+  }
+  if (!ambiguous.empty()) {
+    fail("layer '%s' on target '%s' is defined by modules '%s'; name it as "
+         "'module.%s'",
+         name, target, ambiguous.c_str(), layerName.c_str());
+    return nullptr;
   }
   if (!desc) {
     if (sameName)

@@ -44,8 +44,10 @@ typedef struct normrt_layer normrt_layer;
 struct normrt_module;
 
 /* Creates a layer in training mode with PyTorch's initial state (weight 1,
- * bias 0, running_mean 0, running_var 1, num_batches_tracked 0). `target` is a
- * target label from the spec, such as "cpu". Returns NULL on failure. */
+ * bias 0, running_mean 0, running_var 1, num_batches_tracked 0). `layer` is a
+ * layer name from a spec, or "module.layer" where two linked modules define
+ * the same name; `target` is a target label from the spec, such as "cpu".
+ * Returns NULL on failure. */
 normrt_layer *normrt_layer_create(const char *layer, const char *target);
 void normrt_layer_destroy(normrt_layer *);
 

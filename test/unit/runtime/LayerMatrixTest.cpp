@@ -1,0 +1,243 @@
+//===- LayerMatrixTest.cpp - Every layer config against float64 -----------===//
+//
+// For every layer of specs/matrix.norm (rank x affine x tracking x momentum
+// {0.1, 0, None} x dtype, plus wider shapes), runs train steps with changing
+// batch sizes, eval steps, and train again, and compares after each step the
+// output, save_mean, save_invstd, running statistics, num_batches_tracked,
+// and the gradients dx, dweight, dbias with the float64 reference.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Reference.h"
+#include "TestSupport.h"
+
+#include "matrix.h"
+#include "normrt/module.h"
+
+#include <functional>
+
+using namespace testing_support;
+
+namespace {
+
+std::vector<std::string> matrixLayers() {
+  std::vector<std::string> names;
+  for (int32_t i = 0; i < normc_module_matrix.num_layers; ++i)
+    names.push_back(normc_module_matrix.layers[i].name);
+  return names;
+}
+
+int64_t spatialSize(const std::vector<int64_t> &shape) {
+  int64_t s = 1;
+  for (size_t i = 2; i < shape.size(); ++i)
+    s *= shape[i];
+  return s;
+}
+
+/// Batch shapes per rank: odd sizes, the smallest legal batches (n = 2),
+/// spatial extents shorter and longer than a vector, and (N, C) for 1d.
+std::vector<std::vector<int64_t>> shapesFor(int rank, int64_t c) {
+  switch (rank) {
+  case 1:
+    return {{3, c}, {2, c, 5}, {4, c, 19}, {2, c}};
+  case 2:
+    return {{2, c, 5, 7}, {3, c, 4, 4}, {2, c, 1, 1}, {1, c, 3, 11}};
+  default:
+    return {{2, c, 3, 4, 5}, {3, c, 2, 3, 3}, {2, c, 1, 5, 7}, {1, c, 2, 1, 1}};
+  }
+}
+
+class LayerMatrix : public ::testing::TestWithParam<std::string> {
+protected:
+  void SetUp() override {
+    // Qualified: `shared` is defined by second.norm as well.
+    layer = std::make_unique<normrt::Layer>(("matrix." + GetParam()).c_str(),
+                                            "cpu");
+    info = layer->info();
+    reference::Config cfg;
+    cfg.channels = info.num_features;
+    cfg.eps = info.eps;
+    cfg.hasMomentum = !info.momentum_is_none;
+    cfg.momentum = info.momentum;
+    cfg.affine = info.affine;
+    cfg.track = info.track_running_stats;
+    ref = std::make_unique<reference::BatchNorm>(cfg);
+    tol = toleranceFor(info.dtype);
+    rng.seed(uint32_t(std::hash<std::string>()(GetParam())));
+    if (info.affine) {
+      // Random parameters, written through the state views; the reference
+      // takes them back as stored (rounded to the parameter type).
+      normrt_tensor w = layer->state("weight"), b = layer->state("bias");
+      std::uniform_real_distribution<double> dist(-1.5, 1.5);
+      for (int64_t c = 0; c < info.num_features; ++c) {
+        viewSet(w, c, dist(rng));
+        viewSet(b, c, dist(rng));
+      }
+      ref->weight = viewValues(w);
+      ref->bias = viewValues(b);
+    }
+  }
+
+  /// One forward and backward in the given mode, checked field by field.
+  void step(const std::vector<int64_t> &shape, bool training, double mean,
+            double stddev) {
+    SCOPED_TRACE(std::string(training ? "train" : "eval") + " step on " +
+                 std::to_string(shape.size()) + "-d input, N=" +
+                 std::to_string(shape[0]));
+    layer->train(training);
+    ref->training = training;
+    const int64_t n = shape[0], s = spatialSize(shape), C = info.num_features;
+    Tensor x(info.dtype, shape), y(info.dtype, shape), dy(info.dtype, shape),
+        dx(info.dtype, shape);
+    x.fillNormal(rng, mean, stddev);
+    dy.fillNormal(rng, 0.0, 1.0);
+
+    normrt_tensor xv = x.view(), yv = y.view(), dyv = dy.view(),
+                  dxv = dx.view();
+    if (!training && info.track_running_stats) {
+      // Eval normalizes with the running statistics as stored (checked
+      // against float64 after every train step); with data far from zero an
+      // f32 running_mean's rounding alone moves y by ulp(1e3)/std = 6e-5.
+      ref->runningMean = viewValues(layer->state("running_mean"));
+      ref->runningVar = viewValues(layer->state("running_var"));
+    }
+    ASSERT_NO_THROW(layer->forward(xv, yv));
+    std::vector<double> want = ref->forward(x.values(), n, s);
+    EXPECT_TRUE(allClose(y.values(), want, tol)) << "y";
+    if (training || !info.track_running_stats) {
+      EXPECT_TRUE(allClose(viewValues(layer->state("save_mean")),
+                           ref->saveMean, tol))
+          << "save_mean";
+      EXPECT_TRUE(allClose(viewValues(layer->state("save_invstd")),
+                           ref->saveInvstd, tol))
+          << "save_invstd";
+    }
+    if (info.track_running_stats) {
+      EXPECT_TRUE(allClose(viewValues(layer->state("running_mean")),
+                           ref->runningMean, tol))
+          << "running_mean";
+      EXPECT_TRUE(allClose(viewValues(layer->state("running_var")),
+                           ref->runningVar, tol))
+          << "running_var";
+      EXPECT_EQ(*static_cast<int64_t *>(
+                    layer->state("num_batches_tracked").data),
+                ref->numBatchesTracked);
+    }
+
+    Tensor dw(info.param_dtype, {C}), db(info.param_dtype, {C});
+    normrt_tensor dwv = dw.view(), dbv = db.view();
+    ASSERT_NO_THROW(layer->backward(xv, dyv, dxv, info.affine ? &dwv : nullptr,
+                                    info.affine ? &dbv : nullptr));
+    // Backward is a function of the statistics the forward saved. They were
+    // just checked against float64; from here the reference uses them as
+    // stored (f32 for f32 layers, as PyTorch stores them), so that the check
+    // measures the backward math and not the rounding of invstd, which
+    // (1 - xhat^2) cancellation amplifies when a channel's variance is
+    // much larger than eps and n is small.
+    if (training || !info.track_running_stats) {
+      ref->saveMean = viewValues(layer->state("save_mean"));
+      ref->saveInvstd = viewValues(layer->state("save_invstd"));
+    }
+    std::vector<double> wantDx, wantDw, wantDb;
+    ref->backward(x.values(), dy.values(), n, s, wantDx, wantDw, wantDb);
+    EXPECT_TRUE(allClose(dx.values(), wantDx, tol)) << "dx";
+    if (info.affine) {
+      // Sums over n*s terms: allow for their size.
+      Tolerance sumTol{tol.atol * double(n * s), tol.rtol};
+      EXPECT_TRUE(allClose(dw.values(), wantDw, sumTol)) << "dweight";
+      EXPECT_TRUE(allClose(db.values(), wantDb, sumTol)) << "dbias";
+    }
+  }
+
+  std::unique_ptr<normrt::Layer> layer;
+  normrt_layer_info info;
+  std::unique_ptr<reference::BatchNorm> ref;
+  Tolerance tol;
+  std::mt19937 rng;
+};
+
+TEST_P(LayerMatrix, TrainEvalTrainMatchesFloat64Reference) {
+  auto shapes = shapesFor(info.spatial_rank, info.num_features);
+  // Three train steps with different batch sizes, eval, then train again.
+  step(shapes[0], true, 0.5, 2.0);
+  step(shapes[1], true, -1.0, 0.5);
+  step(shapes[2], true, 3.0, 1.5);
+  step(shapes[1], false, 0.5, 2.0);
+  step(shapes[3], false, 0.0, 1.0); // eval may see a single value per channel
+  step(shapes[0], true, 0.25, 1.0);
+}
+
+// Data far from zero (mean 1e3, std 1): E[x^2] - E[x]^2 would lose every
+// digit of the variance in f32 (PyTorch issue 5410); two-pass statistics in
+// f64 must not.
+TEST_P(LayerMatrix, OffsetDataKeepsPrecision) {
+  auto shapes = shapesFor(info.spatial_rank, info.num_features);
+  step(shapes[1], true, 1e3, 1.0);
+  step(shapes[2], true, 1e3, 1.0);
+  step(shapes[1], false, 1e3, 1.0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Matrix, LayerMatrix,
+                         ::testing::ValuesIn(matrixLayers()),
+                         [](const ::testing::TestParamInfo<std::string> &p) {
+                           return p.param;
+                         });
+
+/// In eval mode with running statistics a sample's output does not depend on
+/// the rest of its batch.
+TEST(EvalMode, OutputDoesNotDependOnTheBatch) {
+  normrt::Layer layer("bn2d_at_m01_f32", "cpu");
+  std::mt19937 rng(7);
+  Tensor train(NORMRT_FLOAT32, {4, 3, 5, 5}), out(NORMRT_FLOAT32, {4, 3, 5, 5});
+  train.fillNormal(rng, 2.0, 3.0);
+  normrt_tensor tv = train.view(), ov = out.view();
+  layer.forward(tv, ov);
+  layer.eval();
+  layer.forward(tv, ov);
+  Tensor alone(NORMRT_FLOAT32, {1, 3, 5, 5}), aloneOut(NORMRT_FLOAT32, {1, 3, 5, 5});
+  for (size_t i = 0; i < alone.size(); ++i)
+    alone.set(i, train.get(2 * alone.size() + i)); // sample 2
+  normrt_tensor av = alone.view(), aov = aloneOut.view();
+  layer.forward(av, aov);
+  for (size_t i = 0; i < alone.size(); ++i)
+    EXPECT_EQ(aloneOut.get(i), out.get(2 * alone.size() + i)) << i;
+}
+
+/// Larger shapes with vector tails (17 x 19 = 323) and many channels, so the
+/// parallel and predicated paths of the schedules run.
+TEST(LargerShapes, WideLayersMatchReference) {
+  struct Case {
+    const char *layer;
+    std::vector<int64_t> shape;
+  };
+  for (const Case &k : {Case{"wide2d", {5, 64, 17, 19}},
+                        Case{"wide1d", {33, 37}},
+                        Case{"wide1d", {6, 37, 41}},
+                        Case{"wide3d", {2, 16, 3, 9, 11}},
+                        Case{"single2d", {7, 1, 13, 3}},
+                        Case{"eps2d", {2, 5, 8, 8}}}) {
+    SCOPED_TRACE(k.layer);
+    normrt::Layer layer(k.layer, "cpu");
+    normrt_layer_info info = layer.info();
+    reference::Config cfg;
+    cfg.channels = info.num_features;
+    cfg.eps = info.eps;
+    cfg.hasMomentum = !info.momentum_is_none;
+    cfg.momentum = info.momentum;
+    reference::BatchNorm ref(cfg);
+    std::mt19937 rng(11);
+    int64_t n = k.shape[0], s = spatialSize(k.shape);
+    for (int i = 0; i < 3; ++i) {
+      Tensor x(info.dtype, k.shape), y(info.dtype, k.shape);
+      x.fillNormal(rng, double(i), 1.0 + i);
+      normrt_tensor xv = x.view(), yv = y.view();
+      layer.forward(xv, yv);
+      EXPECT_TRUE(allClose(y.values(), ref.forward(x.values(), n, s),
+                           toleranceFor(info.dtype)));
+      EXPECT_TRUE(allClose(viewValues(layer.state("running_var")),
+                           ref.runningVar, toleranceFor(info.dtype)));
+    }
+  }
+}
+
+} // namespace

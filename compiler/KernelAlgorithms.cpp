@@ -86,15 +86,49 @@ Func channelSum(const std::string &name, const RDom &r, Var c,
   return f;
 }
 
+/// Weight and bias; only affine layers take them as arguments.
+struct AffineParams {
+  ImageParam w, b;
+  explicit AffineParams(Type type) : w(type, 1, "weight"), b(type, 1, "bias") {}
+};
+
+/// The buffer arguments of a kernel: `images`, then weight (and bias) for
+/// affine layers.
+void setImages(KernelAlgorithm &a, std::vector<ImageParam> images,
+               const KernelConfig &cfg, const AffineParams &p, bool withBias) {
+  if (cfg.affine) {
+    images.push_back(p.w);
+    if (withBias)
+      images.push_back(p.b);
+  }
+  a.images = std::move(images);
+  a.inputs.assign(a.images.begin(), a.images.end());
+}
+
+/// y = (x - mean) * (invstd * w) + b: the normalization both forwards share,
+/// with per-channel scale and shift computed once per channel.
+Func normalize(const KernelConfig &cfg, const TensorInput &in, Func mean,
+               Func invstd, const AffineParams &p, schedules::KernelStages &k) {
+  Var s = k.s, c = k.c, n = k.n;
+  Func scale("scale"), shift("shift"), y("y");
+  scale(c) = cfg.affine ? invstd(c) * acc(p.w(c)) : invstd(c);
+  shift(c) = cfg.affine ? acc(p.b(c)) : cast(kAcc, 0);
+  y(s, c, n) =
+      cast(cfg.ioType, (acc(in.x(s, c, n)) - mean(c)) * scale(c) + shift(c));
+  k.channelFuncs.insert(k.channelFuncs.end(), {mean, scale, shift});
+  k.tensorOutputs.push_back(y);
+  return y;
+}
+
 /// train forward:
 ///   mean = E[x], var = E[(x - mean)^2], invstd = 1 / sqrt(var + eps)
 ///   y = (x - mean) * invstd * w + b
 KernelAlgorithm forwardTrain(const KernelConfig &cfg) {
   KernelAlgorithm a;
   schedules::KernelStages &k = a.stages;
-  Var s = k.s, c = k.c, n = k.n;
+  Var c = k.c;
   TensorInput in(cfg.ioType, "x", k);
-  ImageParam w(cfg.paramType, 1, "weight"), b(cfg.paramType, 1, "bias");
+  AffineParams params(cfg.paramType);
 
   Func sumX = channelSum(
       "sum_x", in.r, c,
@@ -108,28 +142,19 @@ KernelAlgorithm forwardTrain(const KernelConfig &cfg) {
         return Tuple(d * d);
       },
       k);
-  Func var("var"), invstd("invstd"), scale("scale"), shift("shift");
+  Func var("var"), invstd("invstd");
   var(c) = sumSq(c) / in.count;
   invstd(c) = Expr(1.0) / sqrt(var(c) + Expr(cfg.eps));
-  scale(c) = cfg.affine ? invstd(c) * acc(w(c)) : invstd(c);
-  shift(c) = cfg.affine ? acc(b(c)) : cast(kAcc, 0);
+  Func y = normalize(cfg, in, mean, invstd, params, k);
 
-  Func y("y"), saveMean("save_mean"), saveInvstd("save_invstd"),
-      batchVar("batch_var");
-  y(s, c, n) =
-      cast(cfg.ioType, (acc(in.x(s, c, n)) - mean(c)) * scale(c) + shift(c));
+  Func saveMean("save_mean"), saveInvstd("save_invstd"), batchVar("batch_var");
   saveMean(c) = cast(cfg.paramType, mean(c));
   saveInvstd(c) = cast(cfg.paramType, invstd(c));
   batchVar(c) = cast(cfg.paramType, var(c));
 
-  a.images = {in.x};
-  if (cfg.affine)
-    a.images.insert(a.images.end(), {w, b});
-  a.inputs.assign(a.images.begin(), a.images.end());
+  setImages(a, {in.x}, cfg, params, /*withBias=*/true);
   a.outputs = {y, saveMean, saveInvstd, batchVar};
-  k.channelFuncs = {mean, scale, shift};
   k.channelOutputs = {saveMean, saveInvstd, batchVar};
-  k.tensorOutputs = {y};
   return a;
 }
 
@@ -177,28 +202,20 @@ KernelAlgorithm updateStats(const KernelConfig &cfg) {
 KernelAlgorithm forwardEval(const KernelConfig &cfg) {
   KernelAlgorithm a;
   schedules::KernelStages &k = a.stages;
-  Var s = k.s, c = k.c, n = k.n;
+  Var c = k.c;
   TensorInput in(cfg.ioType, "x", k);
   ImageParam runningMean(cfg.paramType, 1, "running_mean"),
       runningVar(cfg.paramType, 1, "running_var");
-  ImageParam w(cfg.paramType, 1, "weight"), b(cfg.paramType, 1, "bias");
+  AffineParams params(cfg.paramType);
 
-  Func mean("mean"), scale("scale"), shift("shift");
+  Func mean("mean"), invstd("invstd");
   mean(c) = acc(runningMean(c));
-  Expr invstd = Expr(1.0) / sqrt(acc(runningVar(c)) + Expr(cfg.eps));
-  scale(c) = cfg.affine ? invstd * acc(w(c)) : invstd;
-  shift(c) = cfg.affine ? acc(b(c)) : cast(kAcc, 0);
-  Func y("y");
-  y(s, c, n) =
-      cast(cfg.ioType, (acc(in.x(s, c, n)) - mean(c)) * scale(c) + shift(c));
+  invstd(c) = Expr(1.0) / sqrt(acc(runningVar(c)) + Expr(cfg.eps));
+  Func y = normalize(cfg, in, mean, invstd, params, k);
 
-  a.images = {in.x, runningMean, runningVar};
-  if (cfg.affine)
-    a.images.insert(a.images.end(), {w, b});
-  a.inputs.assign(a.images.begin(), a.images.end());
+  setImages(a, {in.x, runningMean, runningVar}, cfg, params,
+            /*withBias=*/true);
   a.outputs = {y};
-  k.channelFuncs = {mean, scale, shift};
-  k.tensorOutputs = {y};
   return a;
 }
 
@@ -216,7 +233,8 @@ KernelAlgorithm backward(const KernelConfig &cfg, bool eval) {
   ImageParam statMean(cfg.paramType, 1, eval ? "running_mean" : "save_mean");
   ImageParam statSecond(cfg.paramType, 1,
                         eval ? "running_var" : "save_invstd");
-  ImageParam w(cfg.paramType, 1, "weight");
+  AffineParams params(cfg.paramType);
+  ImageParam w = params.w;
 
   Func mean("mean"), invstd("invstd");
   mean(c) = acc(statMean(c));
@@ -249,10 +267,8 @@ KernelAlgorithm backward(const KernelConfig &cfg, bool eval) {
     k.channelFuncs = {mean, gain, meanDy, k2};
   }
 
-  a.images = {in.x, dy, statMean, statSecond};
-  if (cfg.affine)
-    a.images.push_back(w);
-  a.inputs.assign(a.images.begin(), a.images.end());
+  setImages(a, {in.x, dy, statMean, statSecond}, cfg, params,
+            /*withBias=*/false);
   a.outputs = {dx, dweight, dbias};
   k.channelOutputs = {dweight, dbias};
   k.tensorOutputs = {dx};

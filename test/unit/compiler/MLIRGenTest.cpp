@@ -1,46 +1,25 @@
 //===- MLIRGenTest.cpp - From the AST to the norm dialect -----------------===//
 
-#include "compiler/MLIRGen.h"
-#include "compiler/NormDialect.h"
-#include "dsl/Parser.h"
+#include "CompiledSpec.h"
 
 #include "gtest/gtest.h"
 
-#include "mlir/IR/Diagnostics.h"
-#include "llvm/Support/MemoryBuffer.h"
 
 using namespace normc;
+using testing_support::CompiledSpec;
 
 namespace {
 
-struct Generated {
-  mlir::MLIRContext context;
-  llvm::SourceMgr sourceMgr;
-  mlir::OwningOpRef<mlir::ModuleOp> module;
-  std::vector<std::string> errors;
-  bool hadErrors = false;
-};
-
-std::unique_ptr<Generated> generate(llvm::StringRef text) {
-  auto g = std::make_unique<Generated>();
-  unsigned id = g->sourceMgr.AddNewSourceBuffer(
-      llvm::MemoryBuffer::getMemBufferCopy(text, "t.norm"), llvm::SMLoc());
-  unsigned syntaxErrors = 0;
-  auto spec = dsl::parseSpec(g->sourceMgr, id, syntaxErrors);
-  EXPECT_EQ(syntaxErrors, 0u);
-  Generated *raw = g.get();
-  g->context.getDiagEngine().registerHandler([raw](mlir::Diagnostic &d) {
-    raw->errors.push_back(d.str());
-    return mlir::success();
-  });
-  g->module = mlirGen(g->context, g->sourceMgr, *spec, g->hadErrors);
+std::unique_ptr<CompiledSpec> generate(llvm::StringRef text) {
+  auto g = std::make_unique<CompiledSpec>(text);
+  EXPECT_EQ(g->syntaxErrors, 0u);
   return g;
 }
 
 TEST(MLIRGen, AppliesPyTorchDefaults) {
   auto g = generate("layer bn = BatchNorm2d(64)\n");
-  ASSERT_FALSE(g->hadErrors);
-  auto layers = llvm::to_vector(g->module->getOps<norm::LayerOp>());
+  ASSERT_FALSE(g->argumentErrors);
+  auto layers = g->layers();
   ASSERT_EQ(layers.size(), 1u);
   norm::LayerOp bn = layers[0];
   EXPECT_EQ(bn.num_featuresAttr().getInt(), 64);
@@ -60,7 +39,7 @@ TEST(MLIRGen, AppliesPyTorchDefaults) {
 TEST(MLIRGen, BindsPositionalThenKeyword) {
   auto g = generate("layer bn = BatchNorm3d(8, 1e-3, None, affine=false, "
                     "dtype=f64)\n");
-  ASSERT_FALSE(g->hadErrors);
+  ASSERT_FALSE(g->argumentErrors);
   norm::LayerOp bn = *g->module->getOps<norm::LayerOp>().begin();
   EXPECT_DOUBLE_EQ(bn.eps().convertToDouble(), 1e-3);
   EXPECT_FALSE(bn.momentum().hasValue());
@@ -73,12 +52,12 @@ TEST(MLIRGen, ReportsArgumentErrorsAndKeepsGoodLayers) {
                     "layer b = BatchNorm2d(3, eps=true)\n"
                     "layer c = BatchNorm2d(3, num_features=3)\n"
                     "layer ok = BatchNorm2d(3)\n");
-  EXPECT_TRUE(g->hadErrors);
+  EXPECT_TRUE(g->argumentErrors);
   ASSERT_EQ(g->errors.size(), 3u);
   EXPECT_NE(g->errors[0].find("unknown argument 'bogus'"), std::string::npos);
   EXPECT_NE(g->errors[1].find("argument 'eps' expects a number"), std::string::npos);
   EXPECT_NE(g->errors[2].find("given more than once"), std::string::npos);
-  auto layers = llvm::to_vector(g->module->getOps<norm::LayerOp>());
+  auto layers = g->layers();
   ASSERT_EQ(layers.size(), 1u);
   EXPECT_EQ(layers[0].sym_name(), "ok");
 }

@@ -1,0 +1,148 @@
+"""ctypes binding of the normrt C ABI, for a library made with `normc --shared`.
+
+Only what the conformance tests need: layers, forward/backward on numpy arrays,
+state views as numpy arrays that alias the layer's own storage, and errors
+raised as NormrtError carrying normrt_last_error().
+"""
+
+import ctypes
+
+import numpy as np
+
+FLOAT32, FLOAT64, FLOAT16, BFLOAT16, INT64 = range(5)
+_NUMPY = {FLOAT32: np.float32, FLOAT64: np.float64, INT64: np.int64}
+_DTYPE = {np.dtype(np.float32): FLOAT32, np.dtype(np.float64): FLOAT64}
+
+
+class Tensor(ctypes.Structure):
+    _fields_ = [("data", ctypes.c_void_p), ("ndim", ctypes.c_int32),
+                ("shape", ctypes.c_int64 * 8), ("strides", ctypes.c_int64 * 8),
+                ("dtype", ctypes.c_int), ("device", ctypes.c_int32)]
+
+
+class LayerInfo(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("target", ctypes.c_char_p),
+                ("kind", ctypes.c_char_p), ("spatial_rank", ctypes.c_int32),
+                ("num_features", ctypes.c_int64), ("eps", ctypes.c_double),
+                ("momentum", ctypes.c_double),
+                ("momentum_is_none", ctypes.c_int32),
+                ("affine", ctypes.c_int32),
+                ("track_running_stats", ctypes.c_int32),
+                ("dtype", ctypes.c_int), ("param_dtype", ctypes.c_int),
+                ("training", ctypes.c_int32)]
+
+
+class NormrtError(RuntimeError):
+    pass
+
+
+class Library:
+    def __init__(self, path):
+        lib = ctypes.CDLL(path)
+        lib.normrt_layer_create.restype = ctypes.c_void_p
+        lib.normrt_layer_create.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+        lib.normrt_layer_destroy.argtypes = [ctypes.c_void_p]
+        lib.normrt_layer_set_training.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.normrt_layer_forward.argtypes = [ctypes.c_void_p,
+                                             ctypes.POINTER(Tensor),
+                                             ctypes.POINTER(Tensor)]
+        lib.normrt_layer_backward.argtypes = [ctypes.c_void_p] + \
+            [ctypes.POINTER(Tensor)] * 5
+        lib.normrt_layer_state.argtypes = [ctypes.c_void_p, ctypes.c_char_p,
+                                           ctypes.POINTER(Tensor)]
+        lib.normrt_layer_get_info.argtypes = [ctypes.c_void_p,
+                                              ctypes.POINTER(LayerInfo)]
+        lib.normrt_last_error.restype = ctypes.c_char_p
+        self.lib = lib
+
+    def last_error(self):
+        return self.lib.normrt_last_error().decode()
+
+    def check(self, rc):
+        if rc != 0:
+            raise NormrtError(self.last_error())
+
+    def layer(self, name, target="cpu"):
+        return Layer(self, name, target)
+
+
+def tensor(array):
+    """A normrt_tensor view of a C-contiguous numpy array (kept alive by the caller)."""
+    assert array.flags["C_CONTIGUOUS"]
+    t = Tensor()
+    t.data = array.ctypes.data
+    t.ndim = array.ndim
+    for i, extent in enumerate(array.shape):
+        t.shape[i] = extent
+    t.dtype = _DTYPE[array.dtype]
+    t.device = 0
+    return t
+
+
+class Layer:
+    def __init__(self, library, name, target):
+        self.library = library
+        self.lib = library.lib
+        handle = self.lib.normrt_layer_create(name.encode(), target.encode())
+        if not handle:
+            raise NormrtError(library.last_error())
+        self.handle = handle
+        info = LayerInfo()
+        library.check(self.lib.normrt_layer_get_info(handle, ctypes.byref(info)))
+        self.info = info
+        self.dtype = _NUMPY[info.dtype]
+
+    def __del__(self):
+        if getattr(self, "handle", None):
+            self.lib.normrt_layer_destroy(self.handle)
+
+    def train(self, training=True):
+        self.library.check(self.lib.normrt_layer_set_training(self.handle, int(training)))
+
+    def eval(self):
+        self.train(False)
+
+    def forward(self, x, out=None):
+        y = np.empty_like(x) if out is None else out
+        xt, yt = tensor(x), tensor(y)
+        self.library.check(self.lib.normrt_layer_forward(
+            self.handle, ctypes.byref(xt), ctypes.byref(yt)))
+        return y
+
+    def backward(self, x, dy, want_params=True):
+        dx = np.empty_like(x)
+        xt, dyt, dxt = tensor(x), tensor(dy), tensor(dx)
+        dw = db = None
+        dwp = dbp = None
+        if want_params and self.info.affine:
+            pdtype = _NUMPY[self.info.param_dtype]
+            dw = np.empty(self.info.num_features, pdtype)
+            db = np.empty(self.info.num_features, pdtype)
+            dwt, dbt = tensor(dw), tensor(db)
+            dwp, dbp = ctypes.byref(dwt), ctypes.byref(dbt)
+        self.library.check(self.lib.normrt_layer_backward(
+            self.handle, ctypes.byref(xt), ctypes.byref(dyt), ctypes.byref(dxt),
+            dwp, dbp))
+        return dx, dw, db
+
+    def state(self, name):
+        """A numpy array aliasing the layer's storage for `name`."""
+        view = Tensor()
+        self.library.check(self.lib.normrt_layer_state(
+            self.handle, name.encode(), ctypes.byref(view)))
+        dtype = _NUMPY[view.dtype]
+        count = 1 if view.ndim == 0 else view.shape[0]
+        buffer = (ctypes.c_byte * (count * np.dtype(dtype).itemsize)).from_address(view.data)
+        array = np.frombuffer(buffer, dtype=dtype, count=count)
+        return array.reshape(()) if view.ndim == 0 else array
+
+    def snapshot(self):
+        """Copies of every state array the layer has, by name."""
+        out = {}
+        for name in ("weight", "bias", "running_mean", "running_var",
+                     "num_batches_tracked", "save_mean", "save_invstd"):
+            try:
+                out[name] = np.array(self.state(name), copy=True)
+            except NormrtError:
+                pass
+        return out

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# tools/check-sanitizers.sh SOURCE_DIR BUILD_DIR [PYTHON_WITH_TORCH]
+#
+# Configures SOURCE_DIR in BUILD_DIR with AddressSanitizer and
+# UndefinedBehaviorSanitizer (NORMC_SANITIZE=ON), then runs the GoogleTest
+# suites (LeakSanitizer included) and, when a python with torch is given, the
+# PyTorch conformance suite with the sanitizer runtimes preloaded.
+set -euo pipefail
+src=$1
+dir=$2
+python=${3:-}
+
+cmake -S "$src" -B "$dir" -G Ninja -DNORMC_SANITIZE=ON >"$dir.configure.log" 2>&1 ||
+  { cat "$dir.configure.log"; exit 1; }
+cmake --build "$dir" --target normrt_unit_tests normc_compiler_tests conformance_library
+"$dir/test/unit/normrt_unit_tests" --gtest_brief=1
+"$dir/test/unit/normc_compiler_tests" --gtest_brief=1
+if [[ -n "$python" ]]; then
+  # Python itself is not instrumented: preload the runtimes, and leave leak
+  # checking to the GoogleTest runs (the interpreter keeps memory at exit).
+  preload="$(c++ -print-file-name=libasan.so):$(c++ -print-file-name=libubsan.so)"
+  (cd "$src/test/conformance" &&
+    LD_PRELOAD="$preload" ASAN_OPTIONS=detect_leaks=0 "$python" test_conformance.py \
+      "$dir/test/conformance/conformance_module.normc/libconformance.so")
+fi
+echo "sanitizers: unit and conformance suites clean under ASan+UBSan"

@@ -21,17 +21,21 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  // One context for the whole run: creating it is far more expensive than
-  // the work per input. Threading off: passes run inline.
-  static mlir::MLIRContext *context = [] {
-    auto *ctx = new mlir::MLIRContext(mlir::MLIRContext::Threading::DISABLED);
-    ctx->getOrLoadDialect<normc::norm::NormDialect>();
-    ctx->getDiagEngine().registerHandler(
+  // A context is far more expensive to make than the work per input, but it
+  // keeps every attribute and location it ever uniqued: share one among a
+  // few hundred inputs, then start afresh so memory stays bounded.
+  static std::unique_ptr<mlir::MLIRContext> context;
+  static unsigned uses = 0;
+  if (!context || ++uses % 512 == 0) {
+    context = std::make_unique<mlir::MLIRContext>(
+        mlir::MLIRContext::Threading::DISABLED);
+    context->getOrLoadDialect<normc::norm::NormDialect>();
+    context->getDiagEngine().registerHandler(
         [](mlir::Diagnostic &) { return mlir::success(); });
-    return ctx;
-  }();
+  }
 
   llvm::SourceMgr sourceMgr;
   sourceMgr.setDiagHandler([](const llvm::SMDiagnostic &, void *) {});
@@ -49,11 +53,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!module)
     return 0;
 
-  mlir::PassManager verify(context);
+  mlir::PassManager verify(context.get());
   verify.addPass(normc::createVerifyLayersPass());
   if (mlir::failed(verify.run(*module)))
     return 0;
-  mlir::PassManager lower(context);
+  mlir::PassManager lower(context.get());
   lower.addPass(normc::createExpandKernelsPass());
   lower.addPass(normc::createVerifyLayersPass());
   if (mlir::succeeded(lower.run(*module)))

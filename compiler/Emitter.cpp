@@ -133,6 +133,7 @@ llvm::Expected<Plan> makePlan(ModuleOp module, const EmitOptions &options) {
     config.paramType = config.ioType.bits() == 64 ? Halide::Float(64)
                                                   : Halide::Float(32);
     config.affine = layer.affine();
+    config.channelsLast = layer.isChannelsLast();
     config.eps = layer.eps().convertToDouble();
     if (auto momentum = layer.momentum())
       config.momentum = momentum->convertToDouble();
@@ -228,7 +229,7 @@ std::string layerSummary(norm::LayerOp layer) {
   os << ", affine=" << (layer.affine() ? "true" : "false")
      << ", track_running_stats="
      << (layer.track_running_stats() ? "true" : "false")
-     << ", dtype=" << layer.dtype() << ")";
+     << ", dtype=" << layer.dtype() << ", layout=" << layer.layout() << ")";
   return os.str();
 }
 
@@ -356,7 +357,7 @@ llvm::Error writeRegistryObject(const Plan &plan, const EmitOptions &options,
          llvm::ConstantInt::get(i32, normrtDtype(io)),
          llvm::ConstantInt::get(i32, normrtDtype(param)),
          llvm::ConstantInt::get(i32, layer.device),
-         llvm::ConstantInt::get(i32, 0)}));
+         llvm::ConstantInt::get(i32, op.isChannelsLast() ? 1 : 0)}));
   }
   llvm::ArrayType *tableType = llvm::ArrayType::get(descType, descs.size());
   auto *table = new llvm::GlobalVariable(

@@ -3,12 +3,17 @@
 // This file implements the algorithms of the five kernels with PyTorch's
 // semantics (DESIGN.md, "Semantics"); n = N * prod(spatial) per channel.
 //
-// Numerics: every reduction accumulates in f64, whatever the tensor type, and
-// statistics are two-pass (mean first, then the mean of squared deviations),
-// never E[x^2] - E[x]^2, which loses all digits on data far from zero
-// (PyTorch issue 5410). Elementwise math runs in f64 too and rounds once to
-// the output type; these kernels are memory-bound, so the wider arithmetic
-// costs bandwidth nothing.
+// Numerics: reductions and elementwise math run in the accumulator type that
+// PyTorch's CPU kernels use (f64 for f32 and f64 tensors, f32 for f16 and
+// bf16) and round once to the output type; these kernels are memory-bound,
+// so wider arithmetic costs bandwidth nothing. Statistics are two-pass (mean
+// first, then the mean of squared deviations), never E[x^2] - E[x]^2, which
+// loses all digits on data far from zero (PyTorch issue 5410).
+//
+// Layouts: the math indexes tensors as [s, c, n] either way. Contiguous
+// (NCHW) tensors have s innermost; channels-last (NHWC) ones have c
+// innermost, which the kernels state as constraints on their buffers so
+// that Halide knows the stride-1 dimension.
 //
 //===----------------------------------------------------------------------===//
 
@@ -24,12 +29,18 @@ using normc::norm::KernelKind;
 
 namespace normc {
 
+Type accumulatorType(const Type &ioType) {
+  return ioType.bits() >= 32 ? Float(64) : Float(32);
+}
+
 std::string KernelConfig::key() const {
   std::string text;
   llvm::raw_string_ostream os(text);
   std::ostringstream types;
   types << "/io=" << ioType << "/p=" << paramType;
   os << norm::stringifyKernelKind(kind) << types.str();
+  if (kind != KernelKind::UpdateStats)
+    os << "/layout=" << (channelsLast ? "channels_last" : "contiguous");
   switch (kind) {
   case KernelKind::ForwardTrain:
   case KernelKind::ForwardEval:
@@ -51,32 +62,48 @@ std::string KernelConfig::key() const {
 
 namespace {
 
-const Type kAcc = Float(64);
+/// The arithmetic type of one kernel, and constants and casts in it.
+struct Arith {
+  Type type;
+  Expr operator()(Expr e) const { return cast(type, std::move(e)); }
+  Expr constant(double value) const {
+    return Internal::make_const(type, value);
+  }
+};
+
+/// Tells Halide which dimension of a [s, c, n] tensor has stride 1.
+void constrainLayout(OutputImageParam buffer, bool channelsLast) {
+  if (channelsLast) {
+    buffer.dim(0).set_stride(Expr());
+    buffer.dim(1).set_stride(1);
+  }
+}
 
 /// Shared set-up: the input tensor, its extents and the reduction domain.
 struct TensorInput {
   ImageParam x;
   RDom r;
-  Expr count; ///< n = N * prod(spatial), as f64 (no 32-bit overflow)
-  TensorInput(Type type, const std::string &name, schedules::KernelStages &k)
-      : x(type, 3, name) {
+  Expr count; ///< n = N * prod(spatial), in the arithmetic type
+  TensorInput(const KernelConfig &cfg, const Arith &A, const std::string &name,
+              schedules::KernelStages &k)
+      : x(cfg.ioType, 3, name) {
+    constrainLayout(x, cfg.channelsLast);
     k.spatial = x.dim(0).extent();
     k.channels = x.dim(1).extent();
     k.batch = x.dim(2).extent();
     r = RDom(0, k.spatial, 0, k.batch, "r");
-    count = cast(kAcc, k.spatial) * cast(kAcc, k.batch);
+    // Product in f64 first: N * S may overflow 32 bits, not the tensor.
+    count = A(cast(Float(64), k.spatial) * cast(Float(64), k.batch));
   }
 };
 
-Expr acc(Expr e) { return cast(kAcc, std::move(e)); }
-
 /// sum over (s, n) of `value(r.x, r.y)` for each channel.
-Func channelSum(const std::string &name, const RDom &r, Var c,
+Func channelSum(const std::string &name, const RDom &r, Var c, const Arith &A,
                 const std::function<Tuple(Expr, Expr)> &value,
                 schedules::KernelStages &k) {
   Func f(name);
   Tuple first = value(r.x, r.y);
-  std::vector<Expr> zeros(first.size(), cast(kAcc, 0));
+  std::vector<Expr> zeros(first.size(), A.constant(0));
   f(c) = Tuple(zeros);
   std::vector<Expr> updated;
   for (size_t i = 0; i < first.size(); ++i)
@@ -105,18 +132,32 @@ void setImages(KernelAlgorithm &a, std::vector<ImageParam> images,
   a.inputs.assign(a.images.begin(), a.images.end());
 }
 
+/// A tensor output in the kernel's layout.
+Func tensorOutput(const std::string &name, schedules::KernelStages &k) {
+  Func f(name);
+  k.tensorOutputs.push_back(f);
+  return f;
+}
+
+/// Applies the layout constraints to the tensor outputs, once defined.
+void constrainOutputs(const KernelConfig &cfg, schedules::KernelStages &k) {
+  for (Func f : k.tensorOutputs)
+    constrainLayout(f.output_buffer(), cfg.channelsLast);
+}
+
 /// y = (x - mean) * (invstd * w) + b: the normalization both forwards share,
 /// with per-channel scale and shift computed once per channel.
-Func normalize(const KernelConfig &cfg, const TensorInput &in, Func mean,
-               Func invstd, const AffineParams &p, schedules::KernelStages &k) {
+Func normalize(const KernelConfig &cfg, const Arith &A, const TensorInput &in,
+               Func mean, Func invstd, const AffineParams &p,
+               schedules::KernelStages &k) {
   Var s = k.s, c = k.c, n = k.n;
-  Func scale("scale"), shift("shift"), y("y");
-  scale(c) = cfg.affine ? invstd(c) * acc(p.w(c)) : invstd(c);
-  shift(c) = cfg.affine ? acc(p.b(c)) : cast(kAcc, 0);
+  Func scale("scale"), shift("shift");
+  scale(c) = cfg.affine ? invstd(c) * A(p.w(c)) : invstd(c);
+  shift(c) = cfg.affine ? A(p.b(c)) : A.constant(0);
+  Func y = tensorOutput("y", k);
   y(s, c, n) =
-      cast(cfg.ioType, (acc(in.x(s, c, n)) - mean(c)) * scale(c) + shift(c));
+      cast(cfg.ioType, (A(in.x(s, c, n)) - mean(c)) * scale(c) + shift(c));
   k.channelFuncs.insert(k.channelFuncs.end(), {mean, scale, shift});
-  k.tensorOutputs.push_back(y);
   return y;
 }
 
@@ -127,25 +168,26 @@ KernelAlgorithm forwardTrain(const KernelConfig &cfg) {
   KernelAlgorithm a;
   schedules::KernelStages &k = a.stages;
   Var c = k.c;
-  TensorInput in(cfg.ioType, "x", k);
+  Arith A{accumulatorType(cfg.ioType)};
+  TensorInput in(cfg, A, "x", k);
   AffineParams params(cfg.paramType);
 
   Func sumX = channelSum(
-      "sum_x", in.r, c,
-      [&](Expr rs, Expr rn) { return Tuple(acc(in.x(rs, c, rn))); }, k);
+      "sum_x", in.r, c, A,
+      [&](Expr rs, Expr rn) { return Tuple(A(in.x(rs, c, rn))); }, k);
   Func mean("mean");
   mean(c) = sumX(c) / in.count;
   Func sumSq = channelSum(
-      "sum_sq_dev", in.r, c,
+      "sum_sq_dev", in.r, c, A,
       [&](Expr rs, Expr rn) {
-        Expr d = acc(in.x(rs, c, rn)) - mean(c);
+        Expr d = A(in.x(rs, c, rn)) - mean(c);
         return Tuple(d * d);
       },
       k);
   Func var("var"), invstd("invstd");
   var(c) = sumSq(c) / in.count;
-  invstd(c) = Expr(1.0) / sqrt(var(c) + Expr(cfg.eps));
-  Func y = normalize(cfg, in, mean, invstd, params, k);
+  invstd(c) = A.constant(1) / sqrt(var(c) + A.constant(cfg.eps));
+  Func y = normalize(cfg, A, in, mean, invstd, params, k);
 
   Func saveMean("save_mean"), saveInvstd("save_invstd"), batchVar("batch_var");
   saveMean(c) = cast(cfg.paramType, mean(c));
@@ -162,10 +204,12 @@ KernelAlgorithm forwardTrain(const KernelConfig &cfg) {
 ///   counter += 1; f = momentum, or 1 / counter when momentum is None
 ///   running_mean = (1 - f) running_mean + f mean
 ///   running_var  = (1 - f) running_var  + f var * n / (n - 1)
+/// Always in f64, like PyTorch's update.
 KernelAlgorithm updateStats(const KernelConfig &cfg) {
   KernelAlgorithm a;
   schedules::KernelStages &k = a.stages;
   Var c = k.c;
+  Arith A{Float(64)};
   ImageParam batchMean(cfg.paramType, 1, "batch_mean"),
       batchVar(cfg.paramType, 1, "batch_var"),
       runningMean(cfg.paramType, 1, "running_mean"),
@@ -178,14 +222,14 @@ KernelAlgorithm updateStats(const KernelConfig &cfg) {
 
   Func counterOut("num_batches_tracked_out");
   counterOut() = counter() + 1;
-  Expr f = cfg.momentum ? Expr(*cfg.momentum)
-                        : Expr(1.0) / cast(kAcc, counter() + 1);
-  Expr unbias = cast(kAcc, count) / cast(kAcc, count - 1);
+  Expr f = cfg.momentum ? A.constant(*cfg.momentum)
+                        : A.constant(1) / A(counter() + 1);
+  Expr unbias = A(count) / A(count - 1);
   Func meanOut("running_mean_out"), varOut("running_var_out");
-  meanOut(c) = cast(cfg.paramType, (Expr(1.0) - f) * acc(runningMean(c)) +
-                                       f * acc(batchMean(c)));
-  varOut(c) = cast(cfg.paramType, (Expr(1.0) - f) * acc(runningVar(c)) +
-                                      f * acc(batchVar(c)) * unbias);
+  meanOut(c) = cast(cfg.paramType, (A.constant(1) - f) * A(runningMean(c)) +
+                                       f * A(batchMean(c)));
+  varOut(c) = cast(cfg.paramType, (A.constant(1) - f) * A(runningVar(c)) +
+                                      f * A(batchVar(c)) * unbias);
 
   a.images = {batchMean, batchVar, runningMean, runningVar, counter};
   a.inputs.assign(a.images.begin(), a.images.end());
@@ -203,15 +247,16 @@ KernelAlgorithm forwardEval(const KernelConfig &cfg) {
   KernelAlgorithm a;
   schedules::KernelStages &k = a.stages;
   Var c = k.c;
-  TensorInput in(cfg.ioType, "x", k);
+  Arith A{accumulatorType(cfg.ioType)};
+  TensorInput in(cfg, A, "x", k);
   ImageParam runningMean(cfg.paramType, 1, "running_mean"),
       runningVar(cfg.paramType, 1, "running_var");
   AffineParams params(cfg.paramType);
 
   Func mean("mean"), invstd("invstd");
-  mean(c) = acc(runningMean(c));
-  invstd(c) = Expr(1.0) / sqrt(acc(runningVar(c)) + Expr(cfg.eps));
-  Func y = normalize(cfg, in, mean, invstd, params, k);
+  mean(c) = A(runningMean(c));
+  invstd(c) = A.constant(1) / sqrt(A(runningVar(c)) + A.constant(cfg.eps));
+  Func y = normalize(cfg, A, in, mean, invstd, params, k);
 
   setImages(a, {in.x, runningMean, runningVar}, cfg, params,
             /*withBias=*/true);
@@ -228,50 +273,52 @@ KernelAlgorithm backward(const KernelConfig &cfg, bool eval) {
   KernelAlgorithm a;
   schedules::KernelStages &k = a.stages;
   Var s = k.s, c = k.c, n = k.n;
-  TensorInput in(cfg.ioType, "x", k);
+  Arith A{accumulatorType(cfg.ioType)};
+  TensorInput in(cfg, A, "x", k);
   ImageParam dy(cfg.ioType, 3, "dy");
+  constrainLayout(dy, cfg.channelsLast);
   ImageParam statMean(cfg.paramType, 1, eval ? "running_mean" : "save_mean");
   ImageParam statSecond(cfg.paramType, 1,
                         eval ? "running_var" : "save_invstd");
   AffineParams params(cfg.paramType);
-  ImageParam w = params.w;
 
   Func mean("mean"), invstd("invstd");
-  mean(c) = acc(statMean(c));
-  invstd(c) = eval ? Expr(1.0) / sqrt(acc(statSecond(c)) + Expr(cfg.eps))
-                   : acc(statSecond(c));
+  mean(c) = A(statMean(c));
+  invstd(c) = eval ? A.constant(1) / sqrt(A(statSecond(c)) +
+                                          A.constant(cfg.eps))
+                   : A(statSecond(c));
 
+  // One pass over x and dy for both sums.
   Func sums = channelSum(
-      "sum_dy_dyxmu", in.r, c,
+      "sum_dy_dyxmu", in.r, c, A,
       [&](Expr rs, Expr rn) {
-        Expr g = acc(dy(rs, c, rn));
-        return Tuple(g, g * (acc(in.x(rs, c, rn)) - mean(c)));
+        Expr g = A(dy(rs, c, rn));
+        return Tuple(g, g * (A(in.x(rs, c, rn)) - mean(c)));
       },
       k);
   Func dweight("dweight"), dbias("dbias");
   dbias(c) = cast(cfg.paramType, sums(c)[0]);
   dweight(c) = cast(cfg.paramType, sums(c)[1] * invstd(c));
 
-  Func gain("gain"), meanDy("mean_dy"), k2("xmu_coeff");
-  gain(c) = cfg.affine ? invstd(c) * acc(w(c)) : invstd(c);
-  Func dx("dx");
+  Func gain("gain"), meanDy("mean_dy"), xmuCoeff("xmu_coeff");
+  gain(c) = cfg.affine ? invstd(c) * A(params.w(c)) : invstd(c);
+  Func dx = tensorOutput("dx", k);
   if (eval) {
-    dx(s, c, n) = cast(cfg.ioType, acc(dy(s, c, n)) * gain(c));
+    dx(s, c, n) = cast(cfg.ioType, A(dy(s, c, n)) * gain(c));
     k.channelFuncs = {gain};
   } else {
     meanDy(c) = sums(c)[0] / in.count;
-    k2(c) = invstd(c) * invstd(c) * sums(c)[1] / in.count;
-    dx(s, c, n) = cast(cfg.ioType, (acc(dy(s, c, n)) - meanDy(c) -
-                                    (acc(in.x(s, c, n)) - mean(c)) * k2(c)) *
+    xmuCoeff(c) = invstd(c) * invstd(c) * sums(c)[1] / in.count;
+    dx(s, c, n) = cast(cfg.ioType, (A(dy(s, c, n)) - meanDy(c) -
+                                    (A(in.x(s, c, n)) - mean(c)) * xmuCoeff(c)) *
                                        gain(c));
-    k.channelFuncs = {mean, gain, meanDy, k2};
+    k.channelFuncs = {mean, gain, meanDy, xmuCoeff};
   }
 
   setImages(a, {in.x, dy, statMean, statSecond}, cfg, params,
             /*withBias=*/false);
   a.outputs = {dx, dweight, dbias};
   k.channelOutputs = {dweight, dbias};
-  k.tensorOutputs = {dx};
   return a;
 }
 
@@ -296,7 +343,9 @@ KernelAlgorithm buildKernelAlgorithm(const KernelConfig &cfg) {
     a = backward(cfg, /*eval=*/true);
     break;
   }
+  constrainOutputs(cfg, a.stages);
   a.stages.kernel = norm::stringifyKernelKind(cfg.kind).str();
+  a.stages.channelsLast = cfg.channelsLast;
   if (a.stages.ioType.bits() == 0)
     a.stages.ioType = cfg.ioType;
   return a;

@@ -23,12 +23,17 @@ struct KernelConfig {
   Halide::Type ioType;    ///< x, y, dy, dx
   Halide::Type paramType; ///< weight, bias, statistics
   bool affine = true;
+  bool channelsLast = false; ///< tensors in NLC / NHWC / NDHWC order
   double eps = 1e-5;
   llvm::Optional<double> momentum = 0.1; ///< None: cumulative average
 
   /// A key that is equal for two configs exactly when their kernels are.
   std::string key() const;
 };
+
+/// The type reductions and elementwise math run in: f64 for f32 and f64
+/// tensors, f32 for f16 and bf16 (PyTorch's CPU accumulation types).
+Halide::Type accumulatorType(const Halide::Type &ioType);
 
 /// One kernel's algorithm, ready for a schedule and for compilation.
 struct KernelAlgorithm {

@@ -6,7 +6,10 @@
 //
 // BatchNorm's signature, as in torch.nn.BatchNorm*d:
 //   (num_features, eps=1e-5, momentum=0.1, affine=True,
-//    track_running_stats=True, *, dtype=f32)
+//    track_running_stats=True, *, dtype=f32, layout=<contiguous>)
+// The default layout is the contiguous one of the kind's rank (NCL for 1d,
+// NCHW for 2d, NCDHW for 3d); the verifier checks that an explicit layout
+// fits the rank.
 //
 //===----------------------------------------------------------------------===//
 
@@ -27,8 +30,8 @@ namespace {
 
 /// BatchNorm's parameters in positional order; dtype is keyword-only.
 constexpr llvm::StringLiteral kParameters[] = {
-    "num_features", "eps", "momentum", "affine", "track_running_stats",
-    "dtype"};
+    "num_features", "eps",   "momentum", "affine", "track_running_stats",
+    "dtype",        "layout"};
 constexpr unsigned kNumPositional = 5;
 
 class MLIRGenImpl {
@@ -99,7 +102,7 @@ private:
         if (!llvm::is_contained(kParameters, param)) {
           error(where, "unknown argument '" + param + "' to " + layer.kind +
                            "; expected one of num_features, eps, momentum, "
-                           "affine, track_running_stats, dtype");
+                           "affine, track_running_stats, dtype, layout");
           ok = false;
           continue;
         }
@@ -107,7 +110,8 @@ private:
         if (position >= kNumPositional) {
           error(where, layer.kind + " takes at most " +
                            Twine(kNumPositional) +
-                           " positional arguments (dtype is keyword-only)");
+                           " positional arguments (dtype and layout are "
+                           "keyword-only)");
           ok = false;
           continue;
         }
@@ -132,6 +136,10 @@ private:
     Optional<double> momentum = 0.1;
     bool affine = true, track = true;
     Type dtype = builder.getF32Type();
+    std::string layout = llvm::StringSwitch<std::string>(layer.kind)
+                             .Case("BatchNorm1d", "NCL")
+                             .Case("BatchNorm3d", "NCDHW")
+                             .Default("NCHW");
     SmallVector<Location> locs = {loc(layer.loc), named("name", layer.nameLoc),
                                   named("kind", layer.kindLoc)};
 
@@ -179,6 +187,13 @@ private:
           continue;
         }
         dtype = parsed;
+      } else if (param == "layout") {
+        if (!expectKind(arg, param, v.kind == ASTValue::Kind::Identifier,
+                        "a layout name such as NCHW or NHWC")) {
+          ok = false;
+          continue;
+        }
+        layout = v.text;
       }
     }
     if (!ok)
@@ -191,7 +206,7 @@ private:
         builder.getF64FloatAttr(eps),
         momentum ? builder.getF64FloatAttr(*momentum) : FloatAttr(),
         builder.getBoolAttr(affine), builder.getBoolAttr(track),
-        TypeAttr::get(dtype));
+        TypeAttr::get(dtype), builder.getStringAttr(layout));
   }
 
 public:

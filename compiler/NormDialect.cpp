@@ -82,6 +82,24 @@ int64_t LayerOp::getSpatialRank() {
       .Default(0);
 }
 
+bool LayerOp::isChannelsLast() {
+  StringRef l = layout();
+  return l == "NLC" || l == "NHWC" || l == "NDHWC";
+}
+
+/// The layouts of each rank: the contiguous one first, then channels-last.
+/// BatchNorm1d also takes (N, C) input, which is the same in both.
+static llvm::ArrayRef<llvm::StringLiteral> layoutsForRank(int64_t rank) {
+  static const llvm::StringLiteral one[] = {"NCL", "NLC", "NC"};
+  static const llvm::StringLiteral two[] = {"NCHW", "NHWC"};
+  static const llvm::StringLiteral three[] = {"NCDHW", "NDHWC"};
+  if (rank == 1)
+    return one;
+  if (rank == 3)
+    return three;
+  return two;
+}
+
 LogicalResult normc::norm::verifyTarget(TargetOp op) {
   std::string target = op.target().str();
   if (!Halide::Target::validate_target_string(target))
@@ -121,10 +139,21 @@ LogicalResult normc::norm::verifyLayer(LayerOp op) {
     }
   }
   Type dtype = op.dtype();
-  if (!dtype.isF32() && !dtype.isF64()) {
+  if (!dtype.isF32() && !dtype.isF64() && !dtype.isF16() && !dtype.isBF16()) {
     emitError(argumentLoc(raw, "dtype"))
-        << "dtype " << dtype << " is not supported yet; expected f32 or f64";
+        << "dtype " << dtype << " is not supported; expected f32, f64, f16 "
+        << "or bf16";
     ok = false;
+  }
+  if (int64_t rank = op.getSpatialRank()) {
+    auto layouts = layoutsForRank(rank);
+    if (!llvm::is_contained(layouts, op.layout())) {
+      emitError(argumentLoc(raw, "layout"))
+          << "layout '" << op.layout() << "' does not fit " << op.kind()
+          << "; expected " << layouts[0] << " (contiguous) or " << layouts[1]
+          << " (channels-last)";
+      ok = false;
+    }
   }
   return success(ok);
 }

@@ -47,22 +47,27 @@ def Norm_LayerOp : Norm_Op<"layer", [Symbol]> {
     The attributes mirror `torch.nn.BatchNorm{1,2,3}d`. A missing `momentum`
     means `momentum=None` (a cumulative moving average). `dtype` is the type of
     the input and output tensors; weight, bias and statistics use it too for
-    f32 and f64.
+    f32 and f64, and f32 for f16 and bf16. `layout` names the memory order of
+    the tensors in PyTorch's words: NC, NCL, NCHW, NCDHW (the default,
+    contiguous) or NLC, NHWC, NDHWC (channels-last).
     ```mlir
     norm.layer @bn {affine = true, dtype = f32, eps = 1.0e-05 : f64,
-                    kind = "BatchNorm2d", momentum = 1.0e-01 : f64,
+                    kind = "BatchNorm2d", layout = "NCHW", momentum = 1.0e-01 : f64,
                     num_features = 64 : i64, track_running_stats = true}
     ```
   }];
   let arguments = (ins SymbolNameAttr:$sym_name, StrAttr:$kind,
                        I64Attr:$num_features, F64Attr:$eps,
                        OptionalAttr<F64Attr>:$momentum, BoolAttr:$affine,
-                       BoolAttr:$track_running_stats, TypeAttr:$dtype);
+                       BoolAttr:$track_running_stats, TypeAttr:$dtype,
+                       StrAttr:$layout);
   let assemblyFormat = "$sym_name attr-dict";
   let verifier = [{ return ::normc::norm::verifyLayer(*this); }];
   let extraClassDeclaration = [{
     /// 1, 2 or 3 for BatchNorm1d/2d/3d; 0 for an unknown kind.
     int64_t getSpatialRank();
+    /// True for NLC, NHWC and NDHWC.
+    bool isChannelsLast();
   }];
 }
 

@@ -119,13 +119,14 @@ struct HalideBuffer {
   HalideBuffer(const HalideBuffer &) = delete;
   HalideBuffer &operator=(const HalideBuffer &) = delete;
 
-  /// [s, c, n] view of a contiguous PyTorch-order tensor.
-  void tensor(void *data, int32_t dtype, int64_t s, int64_t c, int64_t n) {
+  /// [s, c, n] view of a dense tensor in either layout.
+  void tensor(void *data, int32_t dtype, int64_t s, int64_t c, int64_t n,
+              bool channelsLast) {
     buffer.host = static_cast<uint8_t *>(data);
     buffer.type = halideType(dtype);
     buffer.dimensions = 3;
-    dims[0] = {0, int32_t(s), 1, 0};
-    dims[1] = {0, int32_t(c), int32_t(s), 0};
+    dims[0] = {0, int32_t(s), int32_t(channelsLast ? c : 1), 0};
+    dims[1] = {0, int32_t(c), int32_t(channelsLast ? 1 : s), 0};
     dims[2] = {0, int32_t(n), int32_t(s * c), 0};
   }
   void vector(void *data, int32_t dtype, int64_t c) {
@@ -226,23 +227,43 @@ int checkTensorBasics(const normrt_tensor *t, const char *what,
   return 0;
 }
 
-/// Strides must be all zero (contiguous) or those of a contiguous tensor;
-/// extent-1 dimensions may have any stride, as in PyTorch.
-int checkContiguous(const normrt_tensor *t, const char *what) {
+/// The strides of a dense tensor of t's shape in PyTorch order: contiguous,
+/// or channels-last (channels innermost, then the spatial dims, then N).
+void denseStrides(const normrt_tensor *t, bool channelsLast, int64_t *out) {
+  int64_t expected = 1;
+  if (!channelsLast || t->ndim < 3) {
+    for (int32_t i = t->ndim - 1; i >= 0; --i) {
+      out[i] = expected;
+      expected *= t->shape[i];
+    }
+    return;
+  }
+  out[1] = 1;
+  expected = t->shape[1];
+  for (int32_t i = t->ndim - 1; i >= 2; --i) {
+    out[i] = expected;
+    expected *= t->shape[i];
+  }
+  out[0] = expected;
+}
+
+/// Strides must be all zero (dense in the layer's layout) or those of a
+/// dense tensor in the layer's layout; extent-1 dimensions may have any
+/// stride, as in PyTorch.
+int checkLayout(const normrt_tensor *t, const char *what, bool channelsLast) {
   bool allZero = true;
   for (int32_t i = 0; i < t->ndim; ++i)
     allZero &= t->strides[i] == 0;
   if (allZero)
     return 0;
-  int64_t expected = 1;
-  for (int32_t i = t->ndim - 1; i >= 0; --i) {
-    if (t->shape[i] != 1 && t->strides[i] != expected)
-      return fail("%s is not contiguous (stride %lld in dimension %d, "
-                  "expected %lld); only contiguous tensors in PyTorch's "
-                  "default layout are supported",
-                  what, (long long)t->strides[i], i, (long long)expected);
-    expected *= t->shape[i];
-  }
+  int64_t expected[NORMRT_MAX_DIMS];
+  denseStrides(t, channelsLast, expected);
+  for (int32_t i = 0; i < t->ndim; ++i)
+    if (t->shape[i] != 1 && t->strides[i] != expected[i])
+      return fail("%s does not have the layer's %s layout (stride %lld in "
+                  "dimension %d, expected %lld)",
+                  what, channelsLast ? "channels-last" : "contiguous",
+                  (long long)t->strides[i], i, (long long)expected[i]);
   return 0;
 }
 
@@ -268,7 +289,7 @@ int checkInput(const normrt_layer *layer, const normrt_tensor *x,
   }
   if (!x->data)
     return fail("%s has no data (NULL pointer)", what);
-  if (checkContiguous(x, what))
+  if (checkLayout(x, what, d->layout != 0))
     return 1;
   g.n = x->shape[0];
   g.c = x->shape[1];
@@ -300,7 +321,7 @@ int checkInput(const normrt_layer *layer, const normrt_tensor *x,
 }
 
 int checkSameShape(const normrt_tensor *x, const normrt_tensor *t,
-                   const char *what, int32_t dtype) {
+                   const char *what, int32_t dtype, bool channelsLast) {
   if (checkTensorBasics(t, what, dtype))
     return 1;
   if (!t->data)
@@ -311,7 +332,7 @@ int checkSameShape(const normrt_tensor *x, const normrt_tensor *t,
   if (!same)
     return fail("%s has size %s, but the input has size %s", what,
                 shapeString(t).c_str(), shapeString(x).c_str());
-  return checkContiguous(t, what);
+  return checkLayout(t, what, channelsLast);
 }
 
 int64_t byteSize(const normrt_tensor *t) {
@@ -509,6 +530,7 @@ int normrt_layer_get_info(const normrt_layer *layer, normrt_layer_info *info) {
   info->dtype = normrt_dtype(d->dtype);
   info->param_dtype = normrt_dtype(d->param_dtype);
   info->training = layer->training;
+  info->channels_last = d->layout != 0;
   succeed();
   return 0;
 }
@@ -520,13 +542,13 @@ int normrt_layer_forward(normrt_layer *layer, const normrt_tensor *x,
   const normrt_layer_desc *d = layer->desc;
   Geometry g;
   if (checkInput(layer, x, "input", g) ||
-      checkSameShape(x, y, "output", d->dtype) ||
+      checkSameShape(x, y, "output", d->dtype, d->layout != 0) ||
       checkNoOverlap(y, "output", x, "input"))
     return 1;
 
   HalideBuffer xb, yb, wb, bb;
-  xb.tensor(x->data, d->dtype, g.s, g.c, g.n);
-  yb.tensor(y->data, d->dtype, g.s, g.c, g.n);
+  xb.tensor(x->data, d->dtype, g.s, g.c, g.n, d->layout != 0);
+  yb.tensor(y->data, d->dtype, g.s, g.c, g.n, d->layout != 0);
   if (d->affine) {
     wb.vector(layer->weight.data(), d->param_dtype, g.c);
     bb.vector(layer->bias.data(), d->param_dtype, g.c);
@@ -609,8 +631,8 @@ int normrt_layer_backward(normrt_layer *layer, const normrt_tensor *x,
   const normrt_layer_desc *d = layer->desc;
   Geometry g;
   if (checkInput(layer, x, "input", g) ||
-      checkSameShape(x, dy, "grad_output", d->dtype) ||
-      checkSameShape(x, dx, "grad_input", d->dtype) ||
+      checkSameShape(x, dy, "grad_output", d->dtype, d->layout != 0) ||
+      checkSameShape(x, dx, "grad_input", d->dtype, d->layout != 0) ||
       checkNoOverlap(dx, "grad_input", x, "input") ||
       checkNoOverlap(dx, "grad_input", dy, "grad_output"))
     return 1;
@@ -628,9 +650,9 @@ int normrt_layer_backward(normrt_layer *layer, const normrt_tensor *x,
                 "forward call in training mode; call forward first");
 
   HalideBuffer xb, dyb, dxb, m, second, wb, dwb, dbb;
-  xb.tensor(x->data, d->dtype, g.s, g.c, g.n);
-  dyb.tensor(dy->data, d->dtype, g.s, g.c, g.n);
-  dxb.tensor(dx->data, d->dtype, g.s, g.c, g.n);
+  xb.tensor(x->data, d->dtype, g.s, g.c, g.n, d->layout != 0);
+  dyb.tensor(dy->data, d->dtype, g.s, g.c, g.n, d->layout != 0);
+  dxb.tensor(dx->data, d->dtype, g.s, g.c, g.n, d->layout != 0);
   if (batchStats) {
     m.vector(layer->saveMean.data(), d->param_dtype, g.c);
     second.vector(layer->saveInvstd.data(), d->param_dtype, g.c);

@@ -73,16 +73,5 @@ void scheduleCpuPlanar(KernelStages &k, const Target &target) {
   }
 }
 
-bool applySchedule(KernelStages &stages, const Target &target,
-                   std::string &error) {
-  if (target.has_gpu_feature()) {
-    error = "GPU targets (" + target.to_string() +
-            ") have no schedules yet; only CPU targets are supported";
-    return false;
-  }
-  scheduleCpuPlanar(stages, target);
-  return true;
-}
-
 } // namespace schedules
 } // namespace normc

@@ -30,6 +30,7 @@ struct KernelStages {
   Halide::Var s{"s"}, c{"c"}, n{"n"};
   Halide::Expr spatial, channels, batch; ///< extents of the input tensor
   Halide::Type ioType;                   ///< element type of x and y
+  bool channelsLast = false;             ///< c, not s, is the stride-1 axis
 
   /// Per-channel reductions over (s, n), each with its RDom.
   std::vector<std::pair<Halide::Func, Halide::RDom>> reductions;
@@ -46,8 +47,14 @@ struct KernelStages {
 /// CPU schedule for the PyTorch-order (planar, NC[D][H]W) layout:
 /// vectorized along the spatial axis, parallel over channels and batch,
 /// vectorized across channels when the spatial extent is shorter than a
-/// vector (BatchNorm1d on (N, C)).
+/// vector (BatchNorm1d on (N, C)). CpuPlanar.cpp.
 void scheduleCpuPlanar(KernelStages &stages, const Halide::Target &target);
+
+/// CPU schedule for channels-last (N[D][H]WC) tensors: vectorized across
+/// channels, parallel over the batch and spatial positions.
+/// CpuChannelsLast.cpp.
+void scheduleCpuChannelsLast(KernelStages &stages,
+                             const Halide::Target &target);
 
 /// Picks the schedule for `target`; reports an error for targets that have no
 /// schedule yet (returns false and sets `error`).

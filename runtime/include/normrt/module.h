@@ -6,9 +6,11 @@
  *
  * Kernel arguments (Halide `_argv` calling convention: buffers as
  * halide_buffer_t*, scalars by address). Tensors are 3-D Halide buffers
- * [spatial, channel, batch] (dim 0 innermost, a contiguous PyTorch tensor with
- * its spatial dims flattened); per-channel vectors are 1-D of extent C; the
- * counter is a 0-D int64 buffer. [w, b] only for affine layers.
+ * [spatial, channel, batch] with the spatial dims flattened: strides
+ * [1, S, C*S] for contiguous layers, [C, 1, C*S] for channels-last ones.
+ * Per-channel vectors are 1-D of extent C in the parameter type (f32 for
+ * f16/bf16 layers); the counter is a 0-D int64 buffer. [w, b] only for
+ * affine layers.
  *   forward_train: x, [w, b]                         -> y, save_mean, save_invstd, batch_var
  *   update_stats:  batch_mean, batch_var, running_mean, running_var, counter,
  *                  count (int64 scalar, n = N*prod(spatial))
@@ -29,7 +31,7 @@
 extern "C" {
 #endif
 
-#define NORMRT_MODULE_ABI_VERSION 1
+#define NORMRT_MODULE_ABI_VERSION 2
 
 typedef enum {
   NORMRT_KERNEL_FORWARD_TRAIN = 0,
@@ -60,7 +62,7 @@ typedef struct normrt_layer_desc {
   int32_t dtype;       /* normrt_dtype of x and y */
   int32_t param_dtype; /* normrt_dtype of weight, bias, statistics */
   int32_t device;      /* 0 host, 1 CUDA */
-  int32_t reserved;
+  int32_t layout;      /* 0 contiguous (NCHW...), 1 channels-last (NHWC...) */
 } normrt_layer_desc;
 
 typedef struct normrt_module {

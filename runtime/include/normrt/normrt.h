@@ -9,7 +9,8 @@
  * Every call that can fail returns 0 on success and non-zero on failure; the
  * message of the last failure on the calling thread is normrt_last_error().
  * A failed call changes no layer state. Shapes and strides are in PyTorch
- * order (outermost first); strides are in elements, all zero = contiguous.
+ * order (outermost first); strides are in elements, all zero = dense in the
+ * layer's layout (contiguous, or channels-last for NHWC-style layers).
 \*===----------------------------------------------------------------------===*/
 
 #ifndef NORMRT_NORMRT_H
@@ -103,6 +104,7 @@ typedef struct {
   normrt_dtype dtype;      /* of x, y, dx, dy */
   normrt_dtype param_dtype; /* of weight, bias and statistics */
   int32_t training;
+  int32_t channels_last;  /* tensors in NLC / NHWC / NDHWC memory order */
 } normrt_layer_info;
 int normrt_layer_get_info(const normrt_layer *, normrt_layer_info *info);
 

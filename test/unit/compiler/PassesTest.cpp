@@ -24,7 +24,7 @@ TEST(VerifyLayers, ReportsEveryErrorNotJustTheFirst) {
   CompiledSpec p("target t = \"not-a-target\"\n"
              "layer a = BatchNorm5d(3)\n"
              "layer b = BatchNorm2d(0, eps=0, momentum=2)\n"
-             "layer a = BatchNorm2d(3, dtype=f16)\n");
+             "layer a = BatchNorm2d(3, layout=NDHWC)\n");
   EXPECT_TRUE(mlir::failed(p.run(createVerifyLayersPass())));
   EXPECT_EQ(p.errors.size(), 7u);
 }

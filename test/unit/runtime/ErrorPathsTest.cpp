@@ -170,7 +170,7 @@ TEST_F(ErrorPaths, MalformedTensors) {
   bad.strides[1] = 16;
   bad.strides[2] = 1;
   bad.strides[3] = 4;
-  expectFailure(layer, "not contiguous",
+  expectFailure(layer, "does not have the layer's contiguous layout",
                 [&] { return normrt_layer_forward(layer, &bad, &yv); });
   Tensor small(NORMRT_FLOAT32, {2, 3, 4, 3});
   normrt_tensor smallView = small.view();

@@ -87,8 +87,9 @@ protected:
     layer->train(training);
     ref->training = training;
     const int64_t n = shape[0], s = spatialSize(shape), C = info.num_features;
-    Tensor x(info.dtype, shape), y(info.dtype, shape), dy(info.dtype, shape),
-        dx(info.dtype, shape);
+    const bool cl = info.channels_last;
+    Tensor x(info.dtype, shape, cl), y(info.dtype, shape, cl),
+        dy(info.dtype, shape, cl), dx(info.dtype, shape, cl);
     x.fillNormal(rng, mean, stddev);
     dy.fillNormal(rng, 0.0, 1.0);
 
@@ -203,6 +204,31 @@ TEST(EvalMode, OutputDoesNotDependOnTheBatch) {
     EXPECT_EQ(aloneOut.get(i), out.get(2 * alone.size() + i)) << i;
 }
 
+/// Channels-last tensors may also come with their strides spelled out, as
+/// PyTorch's channels_last memory format gives them; a contiguous tensor is
+/// rejected by a channels-last layer.
+TEST(Layouts, ExplicitChannelsLastStrides) {
+  normrt::Layer layer("matrix.bn2d_cl_at_f32", "cpu");
+  Tensor x(NORMRT_FLOAT32, {2, 3, 4, 5}, /*channelsLast=*/true),
+      y(NORMRT_FLOAT32, {2, 3, 4, 5}, true);
+  std::mt19937 rng(5);
+  x.fillNormal(rng, 1.0, 2.0);
+  normrt_tensor xv = x.view(), yv = y.view();
+  const int64_t strides[4] = {60, 1, 15, 3}; // N, C, H, W of NHWC storage
+  for (int i = 0; i < 4; ++i)
+    xv.strides[i] = yv.strides[i] = strides[i];
+  layer.forward(xv, yv);
+  reference::Config cfg;
+  cfg.channels = 3;
+  reference::BatchNorm ref(cfg);
+  EXPECT_TRUE(allClose(y.values(), ref.forward(x.values(), 2, 20),
+                       toleranceFor(NORMRT_FLOAT32)));
+  const int64_t contiguous[4] = {60, 20, 5, 1};
+  for (int i = 0; i < 4; ++i)
+    xv.strides[i] = contiguous[i];
+  EXPECT_THROW(layer.forward(xv, yv), normrt::Error);
+}
+
 /// Larger shapes with vector tails (17 x 19 = 323) and many channels, so the
 /// parallel and predicated paths of the schedules run.
 TEST(LargerShapes, WideLayersMatchReference) {
@@ -215,7 +241,10 @@ TEST(LargerShapes, WideLayersMatchReference) {
                         Case{"wide1d", {6, 37, 41}},
                         Case{"wide3d", {2, 16, 3, 9, 11}},
                         Case{"single2d", {7, 1, 13, 3}},
-                        Case{"eps2d", {2, 5, 8, 8}}}) {
+                        Case{"eps2d", {2, 5, 8, 8}},
+                        Case{"wide2d_nhwc", {3, 64, 9, 11}},
+                        Case{"wide3d_ndhwc_bf16", {2, 19, 3, 5, 7}},
+                        Case{"wide1d_nlc_f16", {4, 37, 13}}}) {
     SCOPED_TRACE(k.layer);
     normrt::Layer layer(k.layer, "cpu");
     normrt_layer_info info = layer.info();
@@ -228,7 +257,8 @@ TEST(LargerShapes, WideLayersMatchReference) {
     std::mt19937 rng(11);
     int64_t n = k.shape[0], s = spatialSize(k.shape);
     for (int i = 0; i < 3; ++i) {
-      Tensor x(info.dtype, k.shape), y(info.dtype, k.shape);
+      Tensor x(info.dtype, k.shape, info.channels_last),
+          y(info.dtype, k.shape, info.channels_last);
       x.fillNormal(rng, double(i), 1.0 + i);
       normrt_tensor xv = x.view(), yv = y.view();
       layer.forward(xv, yv);

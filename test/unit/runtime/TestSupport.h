@@ -22,44 +22,151 @@
 namespace testing_support {
 
 /// Per-dtype tolerances for |got - want| <= atol + rtol * |want|, with want
-/// computed in float64 from the same (rounded) inputs. f32: the kernels
-/// accumulate and compute in f64 and round once, so the error is a few f32
-/// ulps of the result plus the rounding of f32-stored statistics (relative
-/// 6e-8 each); 1e-5 absolute / 1e-4 relative leaves a wide margin without
-/// hiding a wrong formula (those are off by 1e-2 or more). f64: sums of a
-/// few hundred terms in a different order differ by ~1e-14.
+/// computed in float64 from the same (rounded) inputs.
+///  f64: sums of a few hundred terms in a different order differ by ~1e-14.
+///  f32: the kernels accumulate and compute in f64 and round once, so the
+///       error is a few f32 ulps of the result plus the rounding of
+///       f32-stored statistics (relative 6e-8 each); 1e-5 / 1e-4 leaves a
+///       wide margin without hiding a wrong formula (those are off by 1e-2
+///       or more).
+///  f16: results are rounded to 11 significant bits (half an ulp is 2^-11
+///       relative, 2e-3 absolute at |y| = 4); accumulation is f32.
+///  bf16: 8 significant bits: half an ulp is 2^-8 = 3.9e-3 relative.
 struct Tolerance {
   double atol, rtol;
 };
 inline Tolerance toleranceFor(normrt_dtype dtype) {
-  return dtype == NORMRT_FLOAT64 ? Tolerance{1e-11, 1e-10}
-                                 : Tolerance{1e-5, 1e-4};
+  switch (dtype) {
+  case NORMRT_FLOAT64:
+    return {1e-11, 1e-10};
+  case NORMRT_FLOAT16:
+    return {2e-3, 1e-3};
+  case NORMRT_BFLOAT16:
+    return {1.6e-2, 8e-3};
+  default:
+    return {1e-5, 1e-4};
+  }
 }
 
-/// A host tensor of either float type, with float64 access for comparisons.
+/// IEEE binary16 and bfloat16 conversions (round to nearest even).
+inline uint16_t floatToBits(float f, normrt_dtype dtype) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if (dtype == NORMRT_BFLOAT16) {
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+      return uint16_t((u >> 16) | 0x40);
+    return uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  }
+  // binary16
+  uint32_t sign = (u >> 16) & 0x8000u;
+  int32_t exponent = int32_t((u >> 23) & 0xff) - 127 + 15;
+  uint32_t mantissa = u & 0x7fffffu;
+  if (exponent >= 31)
+    return uint16_t(sign | 0x7c00u);
+  if (exponent <= 0) {
+    if (exponent < -10)
+      return uint16_t(sign);
+    mantissa |= 0x800000u;
+    uint32_t shift = uint32_t(14 - exponent);
+    uint32_t half = mantissa >> shift;
+    uint32_t rest = mantissa & ((1u << shift) - 1);
+    uint32_t midpoint = 1u << (shift - 1);
+    if (rest > midpoint || (rest == midpoint && (half & 1u)))
+      ++half;
+    return uint16_t(sign | half);
+  }
+  uint32_t half = sign | (uint32_t(exponent) << 10) | (mantissa >> 13);
+  uint32_t rest = mantissa & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (half & 1u)))
+    ++half;
+  return uint16_t(half);
+}
+
+inline float bitsToFloat(uint16_t h, normrt_dtype dtype) {
+  uint32_t u;
+  if (dtype == NORMRT_BFLOAT16) {
+    u = uint32_t(h) << 16;
+  } else {
+    uint32_t sign = uint32_t(h & 0x8000u) << 16;
+    uint32_t exponent = (h >> 10) & 0x1fu;
+    uint32_t mantissa = h & 0x3ffu;
+    if (exponent == 0) {
+      float f = std::ldexp(float(mantissa), -24);
+      return sign ? -f : f;
+    }
+    if (exponent == 31)
+      u = sign | 0x7f800000u | (mantissa << 13);
+    else
+      u = sign | ((exponent - 15 + 127) << 23) | (mantissa << 13);
+  }
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline size_t elementSize(normrt_dtype dtype) {
+  return dtype == NORMRT_FLOAT64 ? 8 : dtype == NORMRT_FLOAT32 ? 4 : 2;
+}
+
+/// A host tensor of any float dtype, in the contiguous or the channels-last
+/// layout. Elements are addressed by their logical (contiguous, N C S)
+/// index, so the float64 reference needs no knowledge of the layout.
 struct Tensor {
   normrt_dtype dtype;
   std::vector<int64_t> shape;
-  std::vector<float> f32;
-  std::vector<double> f64;
+  bool channelsLast;
+  std::vector<uint8_t> bytes;
 
-  Tensor(normrt_dtype dtype, std::vector<int64_t> shape)
-      : dtype(dtype), shape(std::move(shape)) {
-    size_t n = 1;
-    for (int64_t e : this->shape)
-      n *= size_t(e);
-    if (dtype == NORMRT_FLOAT64)
-      f64.assign(n, 0.0);
-    else
-      f32.assign(n, 0.0f);
+  Tensor(normrt_dtype dtype, std::vector<int64_t> shape,
+         bool channelsLast = false)
+      : dtype(dtype), shape(std::move(shape)), channelsLast(channelsLast) {
+    bytes.assign(size() * elementSize(dtype), 0);
   }
-  size_t size() const { return dtype == NORMRT_FLOAT64 ? f64.size() : f32.size(); }
-  double get(size_t i) const { return dtype == NORMRT_FLOAT64 ? f64[i] : f32[i]; }
-  void set(size_t i, double v) {
-    if (dtype == NORMRT_FLOAT64)
-      f64[i] = v;
-    else
-      f32[i] = float(v);
+  size_t size() const {
+    size_t n = 1;
+    for (int64_t e : shape)
+      n *= size_t(e);
+    return n;
+  }
+  /// Storage position of logical element i.
+  size_t physical(size_t i) const {
+    if (!channelsLast || shape.size() < 3)
+      return i;
+    size_t c = size_t(shape[1]), s = size() / (size_t(shape[0]) * c);
+    size_t n = i / (c * s), ch = (i / s) % c, pos = i % s;
+    return (n * s + pos) * c + ch;
+  }
+  double get(size_t i) const {
+    const uint8_t *p = &bytes[physical(i) * elementSize(dtype)];
+    switch (dtype) {
+    case NORMRT_FLOAT64: {
+      double v;
+      std::memcpy(&v, p, 8);
+      return v;
+    }
+    case NORMRT_FLOAT32: {
+      float v;
+      std::memcpy(&v, p, 4);
+      return v;
+    }
+    default: {
+      uint16_t v;
+      std::memcpy(&v, p, 2);
+      return bitsToFloat(v, dtype);
+    }
+    }
+  }
+  void set(size_t i, double value) {
+    uint8_t *p = &bytes[physical(i) * elementSize(dtype)];
+    if (dtype == NORMRT_FLOAT64) {
+      std::memcpy(p, &value, 8);
+    } else if (dtype == NORMRT_FLOAT32) {
+      float f = float(value);
+      std::memcpy(p, &f, 4);
+    } else {
+      uint16_t h = floatToBits(float(value), dtype);
+      std::memcpy(p, &h, 2);
+    }
   }
   /// Values as float64, after rounding to the tensor's own type.
   std::vector<double> values() const {
@@ -68,10 +175,7 @@ struct Tensor {
       out[i] = get(i);
     return out;
   }
-  void *data() {
-    return dtype == NORMRT_FLOAT64 ? static_cast<void *>(f64.data())
-                                   : static_cast<void *>(f32.data());
-  }
+  void *data() { return bytes.data(); }
   normrt_tensor view() {
     normrt_tensor t;
     std::memset(&t, 0, sizeof(t));

@@ -1,0 +1,28 @@
+//===- Schedules.cpp - Choosing a kernel's schedule for its target --------===//
+//
+// This file implements applySchedule: the one place that maps a target and a
+// layout to the schedule file that handles them.
+//
+//===----------------------------------------------------------------------===//
+
+#include "schedules/KernelStages.h"
+
+namespace normc {
+namespace schedules {
+
+bool applySchedule(KernelStages &stages, const Halide::Target &target,
+                   std::string &error) {
+  if (target.has_gpu_feature()) {
+    error = "GPU targets (" + target.to_string() +
+            ") have no schedules yet; only CPU targets are supported";
+    return false;
+  }
+  if (stages.channelsLast)
+    scheduleCpuChannelsLast(stages, target);
+  else
+    scheduleCpuPlanar(stages, target);
+  return true;
+}
+
+} // namespace schedules
+} // namespace normc

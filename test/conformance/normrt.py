@@ -10,8 +10,22 @@ import ctypes
 import numpy as np
 
 FLOAT32, FLOAT64, FLOAT16, BFLOAT16, INT64 = range(5)
-_NUMPY = {FLOAT32: np.float32, FLOAT64: np.float64, INT64: np.int64}
-_DTYPE = {np.dtype(np.float32): FLOAT32, np.dtype(np.float64): FLOAT64}
+# numpy has no bfloat16: bf16 tensors travel as uint16 bit patterns.
+_NUMPY = {FLOAT32: np.float32, FLOAT64: np.float64, FLOAT16: np.float16,
+          BFLOAT16: np.uint16, INT64: np.int64}
+_DTYPE = {np.dtype(np.float32): FLOAT32, np.dtype(np.float64): FLOAT64,
+          np.dtype(np.float16): FLOAT16, np.dtype(np.uint16): BFLOAT16}
+
+
+def to_bfloat16(values):
+    """float values -> bfloat16 bit patterns (uint16), rounding to nearest even."""
+    bits = np.asarray(values, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    return rounded.astype(np.uint16)
+
+
+def from_bfloat16(bits):
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
 class Tensor(ctypes.Structure):
@@ -68,13 +82,15 @@ class Library:
 
 
 def tensor(array):
-    """A normrt_tensor view of a C-contiguous numpy array (kept alive by the caller)."""
-    assert array.flags["C_CONTIGUOUS"]
+    """A normrt_tensor view of a numpy array, strides included (a transposed
+    view of NHWC storage is an NCHW tensor in the channels-last layout). The
+    caller keeps the array alive."""
     t = Tensor()
     t.data = array.ctypes.data
     t.ndim = array.ndim
     for i, extent in enumerate(array.shape):
         t.shape[i] = extent
+        t.strides[i] = array.strides[i] // array.itemsize
     t.dtype = _DTYPE[array.dtype]
     t.device = 0
     return t

@@ -12,6 +12,10 @@ Tolerances (|ours - torch| <= atol + rtol * |torch|), torch in float64 on the
 inputs as our layer saw them (f32-rounded for f32 layers):
   f64: atol 1e-10, rtol 1e-9. Both compute in f64; sums in a different order
        differ by ~n * 1e-16, far below this.
+  f16: atol 2e-3, rtol 1e-3; bf16: atol 1.6e-2, rtol 8e-3. Results are
+       rounded to 11 (f16) or 8 (bf16) significant bits: half an ulp is
+       2^-11 or 2^-8 relative; statistics and parameters are f32 and
+       accumulation is f32, as in PyTorch's mixed-precision CPU kernels.
   f32: atol 1e-5, rtol 1e-4. Our kernels accumulate and compute in f64 and
        round the result to f32 once (relative 6e-8); statistics are stored in
        f32 as PyTorch stores them. Where a step depends on stored statistics
@@ -35,16 +39,20 @@ import normrt
 
 torch.set_num_threads(1)
 LIBRARY = None
-TOLERANCE = {np.float32: (1e-5, 1e-4), np.float64: (1e-10, 1e-9)}
+# Keyed by the layer's numpy storage type (np.uint16 holds bfloat16).
+TOLERANCE = {np.float32: (1e-5, 1e-4), np.float64: (1e-10, 1e-9),
+             np.float16: (2e-3, 1e-3), np.uint16: (1.6e-2, 8e-3)}
+DTYPE_NAMES = ((np.float32, "f32"), (np.float64, "f64"), (np.float16, "f16"),
+               (np.uint16, "bf16"))
 
 
 class Stats:
     """Compared values and the worst error, per dtype, for the summary."""
 
     def __init__(self):
-        self.count = {np.float32: 0, np.float64: 0}
-        self.worst_abs = {np.float32: 0.0, np.float64: 0.0}
-        self.worst_rel = {np.float32: 0.0, np.float64: 0.0}
+        self.count = {dt: 0 for dt, _ in DTYPE_NAMES}
+        self.worst_abs = {dt: 0.0 for dt, _ in DTYPE_NAMES}
+        self.worst_rel = {dt: 0.0 for dt, _ in DTYPE_NAMES}
         self.steps = 0
         self.layers = set()
 
@@ -111,6 +119,26 @@ class Runner:
             self.torch.weight.copy_(torch.from_numpy(self.ours.state("weight").astype(np.float64)))
             self.torch.bias.copy_(torch.from_numpy(self.ours.state("bias").astype(np.float64)))
 
+    def encode(self, values):
+        """float64 values (logical N, C, ... order) -> the layer's storage:
+        its dtype, and NHWC-style memory order for channels-last layers,
+        returned as a strided view in logical order."""
+        if self.dtype is np.uint16:
+            stored = normrt.to_bfloat16(values)
+        else:
+            stored = values.astype(self.dtype)
+        if self.info.channels_last and stored.ndim >= 3:
+            order = (0,) + tuple(range(2, stored.ndim)) + (1,)
+            inverse = np.argsort(order)
+            stored = np.ascontiguousarray(stored.transpose(order)).transpose(inverse)
+        return stored
+
+    def decode(self, stored):
+        """The layer's storage -> float64 in logical order."""
+        if self.dtype is np.uint16:
+            return normrt.from_bfloat16(stored).astype(np.float64)
+        return np.asarray(stored, dtype=np.float64)
+
     def uses_batch_stats(self, training):
         return training or not self.info.track_running_stats
 
@@ -118,8 +146,8 @@ class Runner:
         STATS.steps += 1
         c, dt, case = self.info.num_features, self.dtype, self.case
         where = f"{'train' if training else 'eval'} {shape}"
-        x = self.rng.normal(mean, std, shape).astype(dt)
-        dy = self.rng.normal(0.0, 1.0, shape).astype(dt)
+        x = self.encode(self.rng.normal(mean, std, shape))
+        dy = self.encode(self.rng.normal(0.0, 1.0, shape))
         self.ours.train(training)
         self.torch.train(training)
         if not training and self.info.track_running_stats:
@@ -128,10 +156,10 @@ class Runner:
                 self.torch.running_var.copy_(torch.from_numpy(self.ours.state("running_var").astype(np.float64)))
 
         y = self.ours.forward(x)
-        xt = torch.from_numpy(x.astype(np.float64))
+        xt = torch.from_numpy(self.decode(x))
         with torch.no_grad():
             yt = self.torch(xt)
-        assert_close(case, f"y ({where})", y, yt.numpy(), dt)
+        assert_close(case, f"y ({where})", self.decode(y), yt.numpy(), dt)
 
         if self.uses_batch_stats(training):
             _, save_mean, save_invstd = torch.native_batch_norm(
@@ -148,16 +176,17 @@ class Runner:
 
         dx, dw, db = self.ours.backward(x, dy)
         as64 = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float64))
+        dy64 = torch.from_numpy(self.decode(dy))
         weight = self.torch.weight.detach() if self.info.affine else None
         batch = self.uses_batch_stats(training)
         grads = torch.ops.aten.native_batch_norm_backward(
-            as64(dy), xt, weight,
+            dy64, xt, weight,
             None if batch else as64(self.ours.state("running_mean")),
             None if batch else as64(self.ours.state("running_var")),
             as64(self.ours.state("save_mean")) if batch else None,
             as64(self.ours.state("save_invstd")) if batch else None,
             batch, self.info.eps, [True, bool(self.info.affine), bool(self.info.affine)])
-        assert_close(case, f"dx ({where})", dx, grads[0].numpy(), dt)
+        assert_close(case, f"dx ({where})", self.decode(dx), grads[0].numpy(), dt)
         if self.info.affine:
             # Sums over n values per channel: allow for their count.
             n = x.size // c
@@ -168,7 +197,7 @@ class Runner:
                 assert_close(case, f"dbias ({where})", db, grads[2].numpy(), dt)
             finally:
                 TOLERANCE[dt] = (atol, rtol)
-        return y
+        return self.decode(y)
 
 
 def layer_names():
@@ -284,6 +313,14 @@ class Examples(unittest.TestCase):
         alone = run.ours.forward(np.ascontiguousarray(x[3:4]))
         np.testing.assert_array_equal(batch[3:4], alone)
 
+    def test_channels_last_and_bfloat16_resnet_layer(self):
+        for name in ("conv_bn_nhwc", "conv_bn_bf16"):
+            run = Runner(self, name, seed=10)
+            run.randomize_parameters()
+            run.step((8, 64, 16, 16), True)
+            run.step((4, 64, 16, 16), True)
+            run.step((8, 64, 16, 16), False)
+
     def test_wrong_rank_message(self):
         layer = LIBRARY.layer("conv_bn")
         with self.assertRaises(normrt.NormrtError) as error:
@@ -304,7 +341,7 @@ class Examples(unittest.TestCase):
 
 def summary():
     lines = [f"conformance: {len(STATS.layers)} layers, {STATS.steps} steps compared with torch"]
-    for dt, label in ((np.float32, "f32"), (np.float64, "f64")):
+    for dt, label in DTYPE_NAMES:
         lines.append(f"  {label}: {STATS.count[dt]} values, worst |error| "
                      f"{STATS.worst_abs[dt]:.3e}, worst relative {STATS.worst_rel[dt]:.3e}")
     return "\n".join(lines)

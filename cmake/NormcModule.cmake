@@ -25,8 +25,10 @@ function(normc_add_module target)
   add_library(${target} INTERFACE)
   add_dependencies(${target} ${target}_generate)
   target_include_directories(${target} INTERFACE "${dir}")
-  target_link_libraries(${target} INTERFACE normrt "${dir}/${ARG_MODULE}.a"
-                        Threads::Threads ${CMAKE_DL_LIBS})
+  # The module's table calls normrt_register_module, and normrt calls the
+  # Halide runtime inside the module: name the archive on both sides.
+  target_link_libraries(${target} INTERFACE "${dir}/${ARG_MODULE}.a" normrt
+                        "${dir}/${ARG_MODULE}.a" Threads::Threads ${CMAKE_DL_LIBS})
   if(ARG_SHARED)
     set_target_properties(${target} PROPERTIES
       NORMC_SHARED_LIBRARY "${dir}/lib${ARG_MODULE}.so")

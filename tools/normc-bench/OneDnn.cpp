@@ -1,0 +1,112 @@
+//===- OneDnn.cpp - oneDNN's batch normalization, timed the same way ------===//
+//
+// Builds oneDNN 2.6 batch_normalization primitives (scale and shift on, as an
+// affine BatchNorm) for a 4-D tensor N x C x S x 1 in nchw or nhwc order.
+//
+//===----------------------------------------------------------------------===//
+
+#include "OneDnn.h"
+
+#include "oneapi/dnnl/dnnl.hpp"
+
+#include <vector>
+
+using namespace dnnl;
+
+namespace normc_bench {
+
+namespace {
+struct State {
+  engine eng{engine::kind::cpu, 0};
+  stream strm{eng};
+  memory src, dst, mean, variance, scale, shift, diffDst, diffSrc, diffScale,
+      diffShift;
+  batch_normalization_forward train, infer;
+  batch_normalization_backward back;
+};
+
+memory filled(const memory::desc &md, const engine &eng, float value) {
+  memory m(md, eng);
+  float *p = static_cast<float *>(m.get_data_handle());
+  size_t count = md.get_size() / sizeof(float);
+  for (size_t i = 0; i < count; ++i)
+    p[i] = value + float(i % 7) * 0.25f;
+  return m;
+}
+} // namespace
+
+bool makeOneDnnKernels(const OneDnnCase &shape, OneDnnKernels &out) {
+  try {
+    auto s = std::make_shared<State>();
+    memory::dims dims = {shape.n, shape.c, shape.spatial, 1};
+    memory::desc data(dims, memory::data_type::f32,
+                      shape.channelsLast ? memory::format_tag::nhwc
+                                         : memory::format_tag::nchw);
+    memory::desc channel({shape.c}, memory::data_type::f32,
+                         memory::format_tag::a);
+    const float eps = 1e-5f;
+    auto flags = normalization_flags::use_scale | normalization_flags::use_shift;
+
+    batch_normalization_forward::primitive_desc trainPd(
+        {prop_kind::forward_training, data, eps, flags}, s->eng);
+    batch_normalization_forward::primitive_desc inferPd(
+        {prop_kind::forward_inference, data, eps,
+         flags | normalization_flags::use_global_stats},
+        s->eng);
+    batch_normalization_backward::primitive_desc backPd(
+        {prop_kind::backward, data, data, eps, flags}, s->eng, trainPd);
+    s->train = batch_normalization_forward(trainPd);
+    s->infer = batch_normalization_forward(inferPd);
+    s->back = batch_normalization_backward(backPd);
+
+    s->src = filled(data, s->eng, 1.0f);
+    s->dst = filled(data, s->eng, 0.0f);
+    s->diffDst = filled(data, s->eng, 0.5f);
+    s->diffSrc = filled(data, s->eng, 0.0f);
+    s->mean = filled(channel, s->eng, 0.0f);
+    s->variance = filled(channel, s->eng, 1.0f);
+    s->scale = filled(channel, s->eng, 1.0f);
+    s->shift = filled(channel, s->eng, 0.0f);
+    s->diffScale = filled(channel, s->eng, 0.0f);
+    s->diffShift = filled(channel, s->eng, 0.0f);
+
+    State *p = s.get();
+    out.forwardTrain = [p] {
+      p->train.execute(p->strm, {{DNNL_ARG_SRC, p->src},
+                                 {DNNL_ARG_DST, p->dst},
+                                 {DNNL_ARG_MEAN, p->mean},
+                                 {DNNL_ARG_VARIANCE, p->variance},
+                                 {DNNL_ARG_SCALE, p->scale},
+                                 {DNNL_ARG_SHIFT, p->shift}});
+      p->strm.wait();
+    };
+    out.forwardEval = [p] {
+      p->infer.execute(p->strm, {{DNNL_ARG_SRC, p->src},
+                                 {DNNL_ARG_DST, p->dst},
+                                 {DNNL_ARG_MEAN, p->mean},
+                                 {DNNL_ARG_VARIANCE, p->variance},
+                                 {DNNL_ARG_SCALE, p->scale},
+                                 {DNNL_ARG_SHIFT, p->shift}});
+      p->strm.wait();
+    };
+    out.backward = [p] {
+      p->back.execute(p->strm, {{DNNL_ARG_SRC, p->src},
+                                {DNNL_ARG_DIFF_DST, p->diffDst},
+                                {DNNL_ARG_MEAN, p->mean},
+                                {DNNL_ARG_VARIANCE, p->variance},
+                                {DNNL_ARG_SCALE, p->scale},
+                                {DNNL_ARG_SHIFT, p->shift},
+                                {DNNL_ARG_DIFF_SRC, p->diffSrc},
+                                {DNNL_ARG_DIFF_SCALE, p->diffScale},
+                                {DNNL_ARG_DIFF_SHIFT, p->diffShift}});
+      p->strm.wait();
+    };
+    out.keepAlive = s;
+    return true;
+  } catch (const dnnl::error &) {
+    out = OneDnnKernels();
+    return false;
+  }
+}
+
+} // namespace normc_bench

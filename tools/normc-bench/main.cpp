@@ -1,0 +1,433 @@
+//===- main.cpp - normc-bench: BatchNorm kernels against the memory system ===//
+//
+// Times every kernel of normc's BatchNorm (train forward with the statistics
+// update, eval forward, backward) on a suite of shapes, for each layout and
+// dtype, and reports the median time, the effective bandwidth and the ratio
+// to a multithreaded copy of the same tensor measured in the same run, on
+// the same Halide thread pool. oneDNN's batch normalization (f32, NCHW and
+// NHWC) runs beside it where it has the op. Prints a table, and optionally
+// writes CSV and draws a chart of the ratios with gnuplot.
+//
+// Kernels do not depend on num_features, so the benchmark calls the
+// kernels of bench.norm's layers directly (normrt/module.h) on each shape.
+//
+//===----------------------------------------------------------------------===//
+
+#include "OneDnn.h"
+#include "bench.h"
+#include "normrt/module.h"
+#include "normrt/normrt.h"
+
+#include "HalideRuntime.h"
+#include "halide_benchmark.h"
+
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/Program.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <omp.h>
+
+namespace cl = llvm::cl;
+using namespace normc_bench;
+
+namespace {
+
+cl::opt<std::string> suiteName("suite",
+                               cl::desc("Shapes: quick, issue, resnet50, "
+                                        "misc, default (issue + misc + a "
+                                        "ResNet-50 sample), all"),
+                               cl::init("default"));
+cl::opt<std::string> configList("configs",
+                                cl::desc("Comma-separated layouts x dtypes "
+                                         "(nchw_f32, nhwc_f32, nchw_f16, "
+                                         "nhwc_f16, nchw_bf16, nhwc_bf16)"),
+                                cl::init("all"));
+cl::opt<int> threads("num-threads",
+                     cl::desc("Worker threads (default: all cores)"),
+                     cl::init(0));
+cl::opt<int> samples("samples", cl::desc("Timed calls per kernel (median)"),
+                     cl::init(9));
+cl::opt<std::string> csvPath("csv", cl::desc("Write the results as CSV"),
+                             cl::value_desc("file"));
+cl::opt<std::string> chartPath("chart",
+                               cl::desc("Draw ratio-to-copy bars with "
+                                        "gnuplot into this PNG"),
+                               cl::value_desc("file.png"));
+cl::opt<bool> noOneDnn("no-onednn", cl::desc("Skip the oneDNN comparison"));
+
+struct Shape {
+  std::string name;
+  int64_t n, c;
+  std::vector<int64_t> spatial;
+  int64_t spatialSize() const {
+    int64_t s = 1;
+    for (int64_t e : spatial)
+      s *= e;
+    return s;
+  }
+  int64_t elements() const { return n * c * spatialSize(); }
+};
+
+Shape shape(int64_t n, int64_t c, std::vector<int64_t> spatial) {
+  std::string name = std::to_string(n) + "x" + std::to_string(c);
+  for (int64_t e : spatial)
+    name += "x" + std::to_string(e);
+  return {name, n, c, std::move(spatial)};
+}
+
+std::vector<Shape> suite(const std::string &which) {
+  std::vector<Shape> issue = {shape(64, 64, {112, 112}),
+                              shape(32, 256, {14, 14})};
+  std::vector<Shape> misc = {shape(4096, 1024, {}), shape(256, 4096, {}),
+                             shape(8, 64, {16, 56, 56})};
+  std::vector<Shape> resnet;
+  const int64_t layers[][2] = {{64, 112},  {64, 56},  {256, 56}, {128, 56},
+                               {128, 28},  {512, 28}, {256, 28}, {256, 14},
+                               {1024, 14}, {512, 14}, {512, 7},  {2048, 7}};
+  for (int64_t batch : {32, 64})
+    for (auto &l : layers)
+      resnet.push_back(shape(batch, l[0], {l[1], l[1]}));
+  if (which == "quick")
+    return {shape(4, 16, {32, 32}), shape(64, 256, {})};
+  if (which == "issue")
+    return issue;
+  if (which == "misc")
+    return misc;
+  if (which == "resnet50")
+    return resnet;
+  std::vector<Shape> out = issue;
+  if (which == "all") {
+    out.insert(out.end(), resnet.begin(), resnet.end());
+  } else {
+    out.push_back(shape(32, 64, {56, 56}));
+    out.push_back(shape(32, 2048, {7, 7}));
+  }
+  out.insert(out.end(), misc.begin(), misc.end());
+  return out;
+}
+
+/// A 64-byte-aligned host allocation.
+struct Block {
+  void *data = nullptr;
+  size_t bytes = 0;
+  explicit Block(size_t size) : bytes(size) {
+    data = std::aligned_alloc(64, (size + 63) / 64 * 64);
+    std::memset(data, 0, size);
+  }
+  ~Block() { std::free(data); }
+  Block(const Block &) = delete;
+  Block &operator=(const Block &) = delete;
+};
+
+struct Buffer {
+  halide_buffer_t buffer{};
+  halide_dimension_t dims[3]{};
+  Buffer() { buffer.dim = dims; }
+  halide_buffer_t *get() { return &buffer; }
+};
+
+halide_type_t halideType(int32_t dtype) {
+  switch (dtype) {
+  case NORMRT_FLOAT16:
+    return halide_type_t(halide_type_float, 16);
+  case NORMRT_BFLOAT16:
+    return halide_type_t(halide_type_bfloat, 16);
+  case NORMRT_FLOAT64:
+    return halide_type_t(halide_type_float, 64);
+  default:
+    return halide_type_t(halide_type_float, 32);
+  }
+}
+
+void tensorBuffer(Buffer &b, void *data, int32_t dtype, const Shape &s,
+                  bool channelsLast) {
+  int64_t S = s.spatialSize();
+  b.buffer.host = static_cast<uint8_t *>(data);
+  b.buffer.type = halideType(dtype);
+  b.buffer.dimensions = 3;
+  b.dims[0] = {0, int32_t(S), int32_t(channelsLast ? s.c : 1), 0};
+  b.dims[1] = {0, int32_t(s.c), int32_t(channelsLast ? 1 : S), 0};
+  b.dims[2] = {0, int32_t(s.n), int32_t(S * s.c), 0};
+}
+
+void vectorBuffer(Buffer &b, void *data, int64_t c) {
+  b.buffer.host = static_cast<uint8_t *>(data);
+  b.buffer.type = halideType(NORMRT_FLOAT32);
+  b.buffer.dimensions = 1;
+  b.dims[0] = {0, int32_t(c), 1, 0};
+}
+
+/// Fills a tensor with values around 1 of its dtype, so no kernel sees
+/// denormals or NaNs.
+void fillTensor(void *data, int32_t dtype, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) {
+    float v = 0.5f + float(i % 13) * 0.125f;
+    if (dtype == NORMRT_FLOAT32) {
+      static_cast<float *>(data)[i] = v;
+    } else {
+      uint32_t bits;
+      std::memcpy(&bits, &v, 4);
+      uint16_t h = dtype == NORMRT_BFLOAT16
+                       ? uint16_t(bits >> 16)
+                       : uint16_t(((bits >> 16) & 0x8000) |
+                                  ((((bits >> 23) & 0xff) - 112) << 10) |
+                                  ((bits >> 13) & 0x3ff));
+      static_cast<uint16_t *>(data)[i] = h;
+    }
+  }
+}
+
+double medianSeconds(const std::function<void()> &op) {
+  op(); // warm up: page faults, thread pool start
+  std::vector<double> times;
+  for (int i = 0; i < samples; ++i)
+    times.push_back(Halide::Tools::benchmark(1, 1, op));
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+/// Copy of `bytes` from src to dst as parallel tasks on Halide's pool.
+struct CopyJob {
+  const uint8_t *src;
+  uint8_t *dst;
+  size_t bytes, chunk;
+};
+int copyTask(void *, int index, uint8_t *closure) {
+  auto *job = reinterpret_cast<CopyJob *>(closure);
+  size_t begin = size_t(index) * job->chunk;
+  size_t end = std::min(job->bytes, begin + job->chunk);
+  if (begin < end)
+    std::memcpy(job->dst + begin, job->src + begin, end - begin);
+  return 0;
+}
+void parallelCopy(const void *src, void *dst, size_t bytes, int tasks) {
+  CopyJob job{static_cast<const uint8_t *>(src), static_cast<uint8_t *>(dst),
+              bytes, (bytes + size_t(tasks) - 1) / size_t(tasks)};
+  job.chunk = (job.chunk + 63) / 64 * 64;
+  halide_do_par_for(nullptr, copyTask, 0, tasks,
+                    reinterpret_cast<uint8_t *>(&job));
+}
+
+struct Row {
+  std::string shape, config, kernel;
+  double seconds, gbps, ratio;
+  double onednnSeconds = 0, onednnRatio = 0;
+};
+
+const normrt_layer_desc *findLayer(const std::string &name) {
+  for (int32_t i = 0; i < normc_module_bench.num_layers; ++i)
+    if (name == normc_module_bench.layers[i].name)
+      return &normc_module_bench.layers[i];
+  return nullptr;
+}
+
+void check(int rc, const char *what) {
+  if (rc != 0) {
+    llvm::errs() << "normc-bench: " << what << " failed with " << rc << "\n";
+    std::exit(1);
+  }
+}
+
+std::vector<Row> runShape(const Shape &s, const normrt_layer_desc *d,
+                          int tasks) {
+  const bool cl = d->layout != 0;
+  const int32_t dtype = d->dtype;
+  const size_t elementBytes = dtype == NORMRT_FLOAT32 ? 4 : 2;
+  const size_t bytes = size_t(s.elements()) * elementBytes;
+  Block x(bytes), y(bytes), dy(bytes), dx(bytes);
+  fillTensor(x.data, dtype, s.elements());
+  fillTensor(dy.data, dtype, s.elements());
+  std::vector<float> w(s.c, 1.0f), b(s.c, 0.0f), mean(s.c), invstd(s.c),
+      var(s.c), rm(s.c, 0.0f), rv(s.c, 1.0f), rm2(s.c), rv2(s.c), dw(s.c),
+      db(s.c);
+  int64_t counter = 0, counter2 = 0, count = s.n * s.spatialSize();
+
+  Buffer xb, yb, dyb, dxb, wb, bb, mb, ib, vb, rmb, rvb, rm2b, rv2b, dwb, dbb,
+      cb, c2b;
+  tensorBuffer(xb, x.data, dtype, s, cl);
+  tensorBuffer(yb, y.data, dtype, s, cl);
+  tensorBuffer(dyb, dy.data, dtype, s, cl);
+  tensorBuffer(dxb, dx.data, dtype, s, cl);
+  for (auto [buf, vec] :
+       {std::pair{&wb, &w}, {&bb, &b}, {&mb, &mean}, {&ib, &invstd},
+        {&vb, &var}, {&rmb, &rm}, {&rvb, &rv}, {&rm2b, &rm2}, {&rv2b, &rv2},
+        {&dwb, &dw}, {&dbb, &db}})
+    vectorBuffer(*buf, vec->data(), s.c);
+  for (auto [buf, value] : {std::pair{&cb, &counter}, {&c2b, &counter2}}) {
+    buf->buffer.host = reinterpret_cast<uint8_t *>(value);
+    buf->buffer.type = halide_type_t(halide_type_int, 64);
+    buf->buffer.dimensions = 0;
+  }
+
+  std::vector<void *> train = {xb.get(), wb.get(), bb.get(), yb.get(),
+                               mb.get(), ib.get(), vb.get()};
+  std::vector<void *> update = {mb.get(),   vb.get(),   rmb.get(),
+                                rvb.get(),  cb.get(),   &count,
+                                rm2b.get(), rv2b.get(), c2b.get()};
+  std::vector<void *> eval = {xb.get(), rmb.get(), rvb.get(),
+                              wb.get(), bb.get(), yb.get()};
+  std::vector<void *> back = {xb.get(), dyb.get(), mb.get(), ib.get(),
+                              wb.get(), dxb.get(), dwb.get(), dbb.get()};
+  check(d->kernels[NORMRT_KERNEL_FORWARD_TRAIN](train.data()), "forward_train");
+
+  double copy = medianSeconds([&] { parallelCopy(x.data, y.data, bytes, tasks); });
+  auto row = [&](const char *kernel, double seconds, double transfers) {
+    return Row{s.name, d->name, kernel, seconds,
+               transfers * double(bytes) / seconds / 1e9, seconds / copy};
+  };
+  std::vector<Row> rows;
+  rows.push_back(row("copy", copy, 2));
+  rows.push_back(row("train", medianSeconds([&] {
+                       check(d->kernels[NORMRT_KERNEL_FORWARD_TRAIN](train.data()),
+                             "forward_train");
+                       check(d->kernels[NORMRT_KERNEL_UPDATE_STATS](update.data()),
+                             "update_stats");
+                     }),
+                     2));
+  rows.push_back(row("eval", medianSeconds([&] {
+                       check(d->kernels[NORMRT_KERNEL_FORWARD_EVAL](eval.data()),
+                             "forward_eval");
+                     }),
+                     2));
+  rows.push_back(row("backward", medianSeconds([&] {
+                       check(d->kernels[NORMRT_KERNEL_BACKWARD](back.data()),
+                             "backward");
+                     }),
+                     3));
+
+  OneDnnKernels dnnl;
+  if (!noOneDnn && dtype == NORMRT_FLOAT32 &&
+      makeOneDnnKernels({s.n, s.c, s.spatialSize(), cl}, dnnl)) {
+    rows[1].onednnSeconds = medianSeconds(dnnl.forwardTrain);
+    rows[2].onednnSeconds = medianSeconds(dnnl.forwardEval);
+    rows[3].onednnSeconds = medianSeconds(dnnl.backward);
+    for (int i = 1; i <= 3; ++i)
+      rows[i].onednnRatio = rows[i].onednnSeconds / copy;
+  }
+  return rows;
+}
+
+void printTable(const std::vector<Row> &rows, llvm::raw_ostream &os) {
+  os << "shape                config     kernel            ms     GB/s   "
+        "x copy   oneDNN ms   x copy vs oneDNN\n";
+  for (const Row &r : rows) {
+    os << llvm::format("%-20s %-10s %-9s %10.3f %8.2f %8.2f", r.shape.c_str(),
+                       r.config.c_str(), r.kernel.c_str(), r.seconds * 1e3,
+                       r.gbps, r.ratio);
+    if (r.onednnSeconds > 0)
+      os << llvm::format(" %11.3f %8.2f %8.2fx", r.onednnSeconds * 1e3,
+                         r.onednnRatio, r.onednnSeconds / r.seconds);
+    os << "\n";
+  }
+}
+
+void writeCsv(const std::vector<Row> &rows, llvm::raw_ostream &os) {
+  os << "shape,config,kernel,ms,gbps,ratio_to_copy,onednn_ms,onednn_ratio_to_copy\n";
+  for (const Row &r : rows) {
+    os << r.shape << "," << r.config << "," << r.kernel << ","
+       << llvm::format("%.4f,%.3f,%.4f,", r.seconds * 1e3, r.gbps, r.ratio);
+    if (r.onednnSeconds > 0)
+      os << llvm::format("%.4f,%.4f", r.onednnSeconds * 1e3, r.onednnRatio);
+    else
+      os << ",";
+    os << "\n";
+  }
+}
+
+/// Grouped bars: one group per shape and config, one bar per kernel.
+int drawChart(const std::vector<Row> &rows, const std::string &png) {
+  auto gnuplot = llvm::sys::findProgramByName("gnuplot");
+  if (!gnuplot) {
+    llvm::errs() << "normc-bench: gnuplot not found; no chart drawn\n";
+    return 1;
+  }
+  std::string data = png + ".dat", script = png + ".gp";
+  {
+    std::error_code ec;
+    llvm::raw_fd_ostream os(data, ec);
+    os << "case train eval backward\n";
+    for (size_t i = 0; i + 3 < rows.size(); i += 4)
+      os << rows[i].shape << "/" << rows[i].config << " " << rows[i + 1].ratio
+         << " " << rows[i + 2].ratio << " " << rows[i + 3].ratio << "\n";
+  }
+  {
+    std::error_code ec;
+    llvm::raw_fd_ostream os(script, ec);
+    os << "set terminal pngcairo size 1600,700\nset output '" << png << "'\n"
+       << "set style data histograms\nset style histogram clustered\n"
+       << "set style fill solid 0.8\nset key top left\n"
+       << "set ylabel 'time / multithreaded copy of x'\n"
+       << "set xtics rotate by -45 font ',8'\nset grid ytics\n"
+       << "set title 'normc BatchNorm kernels: time relative to a copy of "
+          "the same tensor (1.0 = copy)'\n"
+       << "plot '" << data << "' using 2:xtic(1) title 'train', '' using 3 "
+       << "title 'eval', '' using 4 title 'backward', 1 with lines lc rgb "
+          "'black' title 'copy'\n";
+  }
+  llvm::StringRef args[] = {*gnuplot, script};
+  return llvm::sys::ExecuteAndWait(*gnuplot, args);
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  cl::ParseCommandLineOptions(argc, argv,
+                              "normc-bench: BatchNorm kernels against a copy "
+                              "of the same tensor and against oneDNN\n");
+  int workers = threads > 0 ? int(threads)
+                            : int(std::max(1u, std::thread::hardware_concurrency()));
+  halide_set_num_threads(workers);
+  omp_set_num_threads(workers);
+
+  std::vector<std::string> configs;
+  if (configList == "all") {
+    for (int32_t i = 0; i < normc_module_bench.num_layers; ++i)
+      configs.push_back(normc_module_bench.layers[i].name);
+  } else {
+    llvm::SmallVector<llvm::StringRef> parts;
+    llvm::StringRef(configList).split(parts, ',');
+    for (llvm::StringRef p : parts)
+      configs.push_back(p.trim().str());
+  }
+
+  llvm::outs() << "normc-bench: " << workers << " threads, median of "
+               << samples << " calls; x copy = time / copy of x with the "
+               << "same threads\n";
+  std::vector<Row> rows;
+  for (const Shape &s : suite(suiteName)) {
+    for (const std::string &config : configs) {
+      const normrt_layer_desc *d = findLayer(config);
+      if (!d) {
+        llvm::errs() << "normc-bench: unknown config '" << config << "'\n";
+        return 2;
+      }
+      std::vector<Row> shapeRows = runShape(s, d, workers * 4);
+      printTable(shapeRows, llvm::outs());
+      llvm::outs().flush();
+      rows.insert(rows.end(), shapeRows.begin(), shapeRows.end());
+    }
+  }
+  llvm::outs() << "\nsummary\n";
+  printTable(rows, llvm::outs());
+  if (!csvPath.empty()) {
+    std::error_code ec;
+    llvm::raw_fd_ostream os(csvPath, ec);
+    if (ec) {
+      llvm::errs() << "normc-bench: cannot write " << csvPath << "\n";
+      return 2;
+    }
+    writeCsv(rows, os);
+  }
+  if (!chartPath.empty() && drawChart(rows, chartPath) != 0)
+    return 3;
+  return 0;
+}

@@ -134,6 +134,7 @@ llvm::Expected<Plan> makePlan(ModuleOp module, const EmitOptions &options) {
                                                   : Halide::Float(32);
     config.affine = layer.affine();
     config.channelsLast = layer.isChannelsLast();
+    config.blockChannels = layer.getSpatialRank() >= 2;
     config.eps = layer.eps().convertToDouble();
     if (auto momentum = layer.momentum())
       config.momentum = momentum->convertToDouble();

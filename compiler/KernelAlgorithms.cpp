@@ -40,7 +40,8 @@ std::string KernelConfig::key() const {
   types << "/io=" << ioType << "/p=" << paramType;
   os << norm::stringifyKernelKind(kind) << types.str();
   if (kind != KernelKind::UpdateStats)
-    os << "/layout=" << (channelsLast ? "channels_last" : "contiguous");
+    os << "/layout=" << (channelsLast ? "channels_last" : "contiguous")
+       << "/blocked=" << blockChannels;
   switch (kind) {
   case KernelKind::ForwardTrain:
   case KernelKind::ForwardEval:
@@ -346,6 +347,7 @@ KernelAlgorithm buildKernelAlgorithm(const KernelConfig &cfg) {
   constrainOutputs(cfg, a.stages);
   a.stages.kernel = norm::stringifyKernelKind(cfg.kind).str();
   a.stages.channelsLast = cfg.channelsLast;
+  a.stages.blockChannels = cfg.blockChannels;
   if (a.stages.ioType.bits() == 0)
     a.stages.ioType = cfg.ioType;
   return a;

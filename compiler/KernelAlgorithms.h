@@ -24,6 +24,10 @@ struct KernelConfig {
   Halide::Type paramType; ///< weight, bias, statistics
   bool affine = true;
   bool channelsLast = false; ///< tensors in NLC / NHWC / NDHWC order
+  /// BatchNorm2d/3d: spatial extents are usually a vector or more, so the
+  /// schedule may work channel by channel (a schedule choice; the math is
+  /// the same).
+  bool blockChannels = false;
   double eps = 1e-5;
   llvm::Optional<double> momentum = 0.1; ///< None: cumulative average
 

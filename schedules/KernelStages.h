@@ -31,6 +31,9 @@ struct KernelStages {
   Halide::Expr spatial, channels, batch; ///< extents of the input tensor
   Halide::Type ioType;                   ///< element type of x and y
   bool channelsLast = false;             ///< c, not s, is the stride-1 axis
+  /// Layers whose spatial extent is usually a vector or more (2d, 3d): the
+  /// schedule may work channel by channel.
+  bool blockChannels = false;
 
   /// Per-channel reductions over (s, n), each with its RDom.
   std::vector<std::pair<Halide::Func, Halide::RDom>> reductions;

@@ -24,6 +24,7 @@
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
 #include "llvm/MC/TargetRegistry.h"
+#include "llvm/Object/Archive.h"
 #include "llvm/Object/ArchiveWriter.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FileUtilities.h"
@@ -48,7 +49,9 @@ namespace {
 struct PlannedKernel {
   std::string function; ///< C symbol of the Halide pipeline
   KernelConfig config;
-  Halide::Target target;
+  /// One target, or several (best first, baseline last) compiled into one
+  /// function that picks the best the machine supports at run time.
+  std::vector<Halide::Target> targets;
   std::vector<std::string> users; ///< "layer/target" for the header
 };
 
@@ -70,6 +73,35 @@ struct Plan {
 llvm::Error makeError(const Twine &message) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(),
                                  message.str());
+}
+
+/// Writes each member of the archive at `path` to `prefix`_<n>.o.
+llvm::Error extractArchive(const std::string &path, const std::string &prefix,
+                           std::vector<std::string> &objects) {
+  auto buffer = llvm::MemoryBuffer::getFile(path);
+  if (!buffer)
+    return makeError("cannot read " + path);
+  auto archive = llvm::object::Archive::create((*buffer)->getMemBufferRef());
+  if (!archive)
+    return archive.takeError();
+  llvm::Error error = llvm::Error::success();
+  int index = 0;
+  for (const llvm::object::Archive::Child &child : (*archive)->children(error)) {
+    auto data = child.getBuffer();
+    if (!data)
+      return data.takeError();
+    std::string object = prefix + "_" + std::to_string(index++) + ".o";
+    std::error_code ec;
+    llvm::raw_fd_ostream os(object, ec);
+    if (ec)
+      return makeError("cannot write " + object + ": " + ec.message());
+    os << *data;
+    objects.push_back(object);
+  }
+  if (error)
+    return error;
+  llvm::sys::fs::remove(path);
+  return llvm::Error::success();
 }
 
 Halide::Type halideType(Type type) {
@@ -99,7 +131,8 @@ llvm::Expected<Plan> makePlan(ModuleOp module, const EmitOptions &options) {
   bool haveRuntimeTarget = false;
 
   for (norm::TargetOp target : module.getOps<norm::TargetOp>()) {
-    Halide::Target t(target.target().str());
+    // The baseline (last) of a multi-target list stands for the list.
+    Halide::Target t(norm::splitTargets(target.target()).back());
     if (!haveRuntimeTarget) {
       plan.runtimeTarget = Halide::Target(t.os, t.arch, t.bits);
       haveRuntimeTarget = true;
@@ -141,8 +174,14 @@ llvm::Expected<Plan> makePlan(ModuleOp module, const EmitOptions &options) {
     else
       config.momentum = llvm::None;
 
-    Halide::Target t(target.target().str());
-    std::string key = config.key() + "@" + t.to_string();
+    std::vector<Halide::Target> targets;
+    std::string targetKey;
+    for (const std::string &part : norm::splitTargets(target.target())) {
+      targets.emplace_back(part);
+      targetKey += "@" + targets.back().to_string();
+    }
+    const Halide::Target &t = targets.front();
+    std::string key = config.key() + targetKey;
     auto found = byKey.find(key);
     int index;
     if (found == byKey.end()) {
@@ -151,7 +190,7 @@ llvm::Expected<Plan> makePlan(ModuleOp module, const EmitOptions &options) {
       PlannedKernel planned;
       planned.function = options.moduleName + "__" + kernel.sym_name().str();
       planned.config = config;
-      planned.target = t;
+      planned.targets = targets;
       plan.kernels.push_back(std::move(planned));
     } else {
       index = found->second;
@@ -173,17 +212,79 @@ llvm::Expected<Plan> makePlan(ModuleOp module, const EmitOptions &options) {
   return plan;
 }
 
-/// Builds, schedules and lowers one kernel into a Halide module.
-llvm::Expected<Halide::Module> compileKernel(const PlannedKernel &kernel) {
+/// Builds, schedules and lowers one kernel for one target into a Halide
+/// module named `function`. Halide errors are thrown as Halide::Error.
+Halide::Module lowerKernel(const KernelConfig &config,
+                           const Halide::Target &target,
+                           const std::string &function) {
+  KernelAlgorithm algorithm = buildKernelAlgorithm(config);
+  std::string error;
+  if (!schedules::applySchedule(algorithm.stages, target, error))
+    throw Halide::CompileError(function + ": " + error);
+  Halide::Pipeline pipeline(algorithm.outputs);
+  return pipeline.compile_to_module(
+      algorithm.inputs, function,
+      target.with_feature(Halide::Target::NoRuntime));
+}
+
+llvm::Expected<Halide::Module> compileKernel(const PlannedKernel &kernel,
+                                             const Halide::Target &target) {
   try {
-    KernelAlgorithm algorithm = buildKernelAlgorithm(kernel.config);
-    std::string error;
-    if (!schedules::applySchedule(algorithm.stages, kernel.target, error))
-      return makeError(kernel.function + ": " + error);
-    Halide::Pipeline pipeline(algorithm.outputs);
-    return pipeline.compile_to_module(
-        algorithm.inputs, kernel.function,
-        kernel.target.with_feature(Halide::Target::NoRuntime));
+    return lowerKernel(kernel.config, target, kernel.function);
+  } catch (const Halide::Error &e) {
+    return makeError("Halide failed to compile " + kernel.function + ": " +
+                     e.what());
+  }
+}
+
+/// A name for one target of a multi-target list, for symbol suffixes.
+std::string targetSuffix(const Halide::Target &target, size_t index) {
+  std::string suffix = "v" + std::to_string(index);
+  for (auto feature : {Halide::Target::AVX512_SapphireRapids,
+                       Halide::Target::AVX512_Cannonlake,
+                       Halide::Target::AVX512_Skylake, Halide::Target::AVX512,
+                       Halide::Target::AVX2, Halide::Target::AVX,
+                       Halide::Target::SSE41})
+    if (target.has_feature(feature)) {
+      std::string name = Halide::Target().with_feature(feature).to_string();
+      return suffix + "_" + name.substr(name.rfind('-') + 1);
+    }
+  return suffix + "_baseline";
+}
+
+/// Compiles a kernel into object files in `dir`, appending their paths to
+/// `objects`: one object for one target; for several, Halide's multi-target
+/// library (one object per target and a dispatcher) taken apart.
+llvm::Error compileKernelObjects(const PlannedKernel &kernel,
+                                 const std::string &dir,
+                                 std::vector<std::string> &objects) {
+  llvm::SmallString<256> base(dir);
+  llvm::sys::path::append(base, kernel.function);
+  try {
+    if (kernel.targets.size() == 1) {
+      Halide::Module module =
+          lowerKernel(kernel.config, kernel.targets[0], kernel.function);
+      std::string object = (base + ".o").str();
+      module.compile({{Halide::OutputFileType::object, object}});
+      objects.push_back(object);
+      return llvm::Error::success();
+    }
+    std::vector<Halide::Target> targets;
+    std::vector<std::string> suffixes;
+    for (size_t i = 0; i < kernel.targets.size(); ++i) {
+      targets.push_back(
+          kernel.targets[i].with_feature(Halide::Target::NoRuntime));
+      suffixes.push_back(targetSuffix(kernel.targets[i], i));
+    }
+    std::string library = (base + "_multi.a").str();
+    KernelConfig config = kernel.config;
+    Halide::compile_multitarget(
+        kernel.function, {{Halide::OutputFileType::static_library, library}},
+        targets, suffixes,
+        [config](const std::string &name, const Halide::Target &target) {
+          return lowerKernel(config, target, name);
+        });
+    return extractArchive(library, base.str().str(), objects);
   } catch (const Halide::Error &e) {
     return makeError("Halide failed to compile " + kernel.function + ": " +
                      e.what());
@@ -468,23 +569,25 @@ llvm::Error normc::emitStmt(ModuleOp module, const EmitOptions &options,
     return makeError("cannot create a temporary file: " + ec.message());
   llvm::FileRemover remover(tmp);
   for (const PlannedKernel &kernel : plan->kernels) {
-    auto compiled = compileKernel(kernel);
-    if (!compiled)
-      return compiled.takeError();
-    try {
-      compiled->compile({{Halide::OutputFileType::stmt, tmp.str().str()}});
-    } catch (const Halide::Error &e) {
-      return makeError("Halide failed to lower " + kernel.function + ": " +
-                       e.what());
+    for (const Halide::Target &target : kernel.targets) {
+      auto compiled = compileKernel(kernel, target);
+      if (!compiled)
+        return compiled.takeError();
+      try {
+        compiled->compile({{Halide::OutputFileType::stmt, tmp.str().str()}});
+      } catch (const Halide::Error &e) {
+        return makeError("Halide failed to lower " + kernel.function + ": " +
+                         e.what());
+      }
+      auto text = llvm::MemoryBuffer::getFile(tmp);
+      if (!text)
+        return makeError("cannot read the lowered statement of " +
+                         kernel.function);
+      os << "// kernel " << kernel.function << " ("
+         << norm::stringifyKernelKind(kernel.config.kind) << ", target "
+         << target.to_string() << ")\n"
+         << (*text)->getBuffer() << "\n";
     }
-    auto text = llvm::MemoryBuffer::getFile(tmp);
-    if (!text)
-      return makeError("cannot read the lowered statement of " +
-                       kernel.function);
-    os << "// kernel " << kernel.function << " ("
-       << norm::stringifyKernelKind(kernel.config.kind) << ", target "
-       << kernel.target.to_string() << ")\n"
-       << (*text)->getBuffer() << "\n";
   }
   return llvm::Error::success();
 }
@@ -518,19 +621,10 @@ llvm::Error normc::emitLibrary(ModuleOp module, const EmitOptions &options) {
     return path.str().str();
   };
 
-  for (const PlannedKernel &kernel : plan->kernels) {
-    auto compiled = compileKernel(kernel);
-    if (!compiled)
-      return compiled.takeError();
-    std::string object = scratchPath(kernel.function + ".o");
-    try {
-      compiled->compile({{Halide::OutputFileType::object, object}});
-    } catch (const Halide::Error &e) {
-      return makeError("Halide failed to compile " + kernel.function + ": " +
-                       e.what());
-    }
-    objects.push_back(object);
-  }
+  for (const PlannedKernel &kernel : plan->kernels)
+    if (llvm::Error error =
+            compileKernelObjects(kernel, scratch.str().str(), objects))
+      return error;
 
   std::string runtime = scratchPath(options.moduleName + "_halide_runtime.o");
   try {
@@ -547,10 +641,15 @@ llvm::Error normc::emitLibrary(ModuleOp module, const EmitOptions &options) {
   objects.push_back(registry);
 
   std::vector<llvm::NewArchiveMember> members;
+  std::vector<std::string> memberNames; // storage for the members' names
+  memberNames.reserve(objects.size());
   for (const std::string &object : objects) {
     auto member = llvm::NewArchiveMember::getFile(object, /*Deterministic=*/true);
     if (!member)
       return member.takeError();
+    // Members are named by file name alone: no scratch paths in the archive.
+    memberNames.push_back(llvm::sys::path::filename(object).str());
+    member->MemberName = memberNames.back();
     members.push_back(std::move(*member));
   }
   std::string archive = outputPath(options.moduleName + ".a");

@@ -100,13 +100,46 @@ static llvm::ArrayRef<llvm::StringLiteral> layoutsForRank(int64_t rank) {
   return two;
 }
 
+SmallVector<std::string> normc::norm::splitTargets(StringRef targets) {
+  SmallVector<StringRef> parts;
+  targets.split(parts, ',');
+  SmallVector<std::string> out;
+  for (StringRef part : parts)
+    out.push_back(part.trim().str());
+  return out;
+}
+
 LogicalResult normc::norm::verifyTarget(TargetOp op) {
-  std::string target = op.target().str();
-  if (!Halide::Target::validate_target_string(target))
-    return emitError(argumentLoc(op, "target"))
-           << "invalid Halide target string '" << target
-           << "' (examples: \"host\", \"x86-64-linux-avx2\", "
-              "\"host-cuda-cuda_capability_80\")";
+  SmallVector<StringRef> parts;
+  op.target().split(parts, ',');
+  for (StringRef part : parts) {
+    std::string target = part.trim().str();
+    if (!Halide::Target::validate_target_string(target))
+      return emitError(argumentLoc(op, "target"))
+             << "invalid Halide target string '" << target
+             << "' (examples: \"host\", \"x86-64-linux-avx2\", "
+                "\"host-cuda-cuda_capability_80\")";
+  }
+  if (parts.size() == 1)
+    return success();
+  // Several targets: one library picks the best at run time; the last is
+  // the baseline every machine of the architecture can run.
+  SmallVector<Halide::Target> targets;
+  for (const std::string &t : splitTargets(op.target()))
+    targets.push_back(Halide::Target(t));
+  for (const Halide::Target &t : targets) {
+    if (t.os != targets[0].os || t.arch != targets[0].arch ||
+        t.bits != targets[0].bits)
+      return emitError(argumentLoc(op, "target"))
+             << "the targets of a multi-target list must share one "
+                "architecture and OS ('"
+             << op.target() << "')";
+    if (t.has_gpu_feature())
+      return emitError(argumentLoc(op, "target"))
+             << "a multi-target list is for CPU variants; give a GPU its own "
+                "target label ('"
+             << t.to_string() << "')";
+  }
   return success();
 }
 

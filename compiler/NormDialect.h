@@ -16,6 +16,8 @@
 #include "mlir/IR/OpImplementation.h"
 #include "mlir/IR/SymbolTable.h"
 
+#include <string>
+
 #include "compiler/NormOpsDialect.h.inc"
 
 namespace normc {
@@ -26,6 +28,10 @@ class KernelOp;
 mlir::LogicalResult verifyTarget(TargetOp op);
 mlir::LogicalResult verifyLayer(LayerOp op);
 mlir::LogicalResult verifyKernel(KernelOp op);
+
+/// The Halide target strings of a target: one, or a comma-separated list
+/// (best first, baseline last) for a multi-target library.
+llvm::SmallVector<std::string> splitTargets(llvm::StringRef targets);
 
 /// The location of one argument of a layer (`eps`, `momentum`, ...) or of its
 /// `kind`/`name`, as MLIRGen recorded it; the op's location otherwise.

@@ -173,20 +173,45 @@ KernelAlgorithm forwardTrain(const KernelConfig &cfg) {
   TensorInput in(cfg, A, "x", k);
   AffineParams params(cfg.paramType);
 
-  Func sumX = channelSum(
-      "sum_x", in.r, c, A,
-      [&](Expr rs, Expr rn) { return Tuple(A(in.x(rs, c, rn))); }, k);
-  Func mean("mean");
-  mean(c) = sumX(c) / in.count;
-  Func sumSq = channelSum(
-      "sum_sq_dev", in.r, c, A,
-      [&](Expr rs, Expr rn) {
-        Expr d = A(in.x(rs, c, rn)) - mean(c);
-        return Tuple(d * d);
-      },
-      k);
-  Func var("var"), invstd("invstd");
-  var(c) = sumSq(c) / in.count;
+  Func mean("mean"), var("var"), invstd("invstd");
+  if (!cfg.channelsLast) {
+    // Two passes; the planar schedule keeps a channel's slab in cache
+    // between them, so the second pass costs no DRAM traffic.
+    Func sumX = channelSum(
+        "sum_x", in.r, c, A,
+        [&](Expr rs, Expr rn) { return Tuple(A(in.x(rs, c, rn))); }, k);
+    mean(c) = sumX(c) / in.count;
+    Func sumSq = channelSum(
+        "sum_sq_dev", in.r, c, A,
+        [&](Expr rs, Expr rn) {
+          Expr d = A(in.x(rs, c, rn)) - mean(c);
+          return Tuple(d * d);
+        },
+        k);
+    var(c) = sumSq(c) / in.count;
+  } else {
+    // Channels-last: a channel's values span the whole tensor, so a second
+    // pass would read x from DRAM again. One pass of shifted sums instead:
+    // with K a value of the channel (its first), d = x - K,
+    //   mean = K + E[d],  var = E[d^2] - E[d]^2.
+    // |mean - K| is of the order of the standard deviation, so the
+    // subtraction cancels only about one digit of the accumulator's 16 (f64
+    // for f32/f64 tensors) or 7 (f32 for f16/bf16), unlike E[x^2] - E[x]^2,
+    // which cancels log10(mean^2 / var) of them.
+    Func shift("shift_k");
+    shift(c) = A(in.x(0, c, 0));
+    k.channelFuncs.push_back(shift);
+    Func sums = channelSum(
+        "sum_d_d2", in.r, c, A,
+        [&](Expr rs, Expr rn) {
+          Expr d = A(in.x(rs, c, rn)) - shift(c);
+          return Tuple(d, d * d);
+        },
+        k);
+    Expr meanD = sums(c)[0] / in.count;
+    mean(c) = shift(c) + meanD;
+    var(c) = max(sums(c)[1] / in.count - meanD * meanD, A.constant(0));
+  }
   invstd(c) = A.constant(1) / sqrt(var(c) + A.constant(cfg.eps));
   Func y = normalize(cfg, A, in, mean, invstd, params, k);
 

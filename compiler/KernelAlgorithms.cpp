@@ -147,19 +147,30 @@ void constrainOutputs(const KernelConfig &cfg, schedules::KernelStages &k) {
 }
 
 /// y = (x - mean) * (invstd * w) + b: the normalization both forwards share,
-/// with per-channel scale and shift computed once per channel.
-Func normalize(const KernelConfig &cfg, const Arith &A, const TensorInput &in,
-               Func mean, Func invstd, const AffineParams &p,
-               schedules::KernelStages &k) {
+/// with per-channel mean, scale and shift computed once per channel in the
+/// accumulator type and the per-element math in `E`.
+Func normalize(const KernelConfig &cfg, const Arith &A, const Arith &E,
+               const TensorInput &in, Func mean, Func invstd,
+               const AffineParams &p, schedules::KernelStages &k) {
   Var s = k.s, c = k.c, n = k.n;
-  Func scale("scale"), shift("shift");
-  scale(c) = cfg.affine ? invstd(c) * A(p.w(c)) : invstd(c);
-  shift(c) = cfg.affine ? A(p.b(c)) : A.constant(0);
+  Func meanE("mean_e"), scale("scale"), shift("shift");
+  meanE(c) = E(mean(c));
+  scale(c) = E(cfg.affine ? invstd(c) * A(p.w(c)) : invstd(c));
+  shift(c) = E(cfg.affine ? A(p.b(c)) : A.constant(0));
   Func y = tensorOutput("y", k);
   y(s, c, n) =
-      cast(cfg.ioType, (A(in.x(s, c, n)) - mean(c)) * scale(c) + shift(c));
-  k.channelFuncs.insert(k.channelFuncs.end(), {mean, scale, shift});
+      cast(cfg.ioType, (E(in.x(s, c, n)) - meanE(c)) * scale(c) + shift(c));
+  k.channelFuncs.insert(k.channelFuncs.end(), {meanE, scale, shift});
   return y;
+}
+
+/// The per-element arithmetic type where it may be narrower than the
+/// accumulator: f32 tensors whose statistics are read as stored (f32). Then
+/// x - mean is exact wherever it cancels (Sterbenz: x within a factor 2 of
+/// the mean) and each element costs one rounding per operation of f32, not
+/// f64 throughput.
+Type elementType(const KernelConfig &cfg, const Arith &A) {
+  return cfg.ioType == Float(32) ? Float(32) : A.type;
 }
 
 /// train forward:
@@ -213,7 +224,10 @@ KernelAlgorithm forwardTrain(const KernelConfig &cfg) {
     var(c) = max(sums(c)[1] / in.count - meanD * meanD, A.constant(0));
   }
   invstd(c) = A.constant(1) / sqrt(var(c) + A.constant(cfg.eps));
-  Func y = normalize(cfg, A, in, mean, invstd, params, k);
+  // Per-element math in the accumulator type: the mean here is the f64 batch
+  // mean, whose f32 rounding would move y by ulp(mean) / std on data far
+  // from zero.
+  Func y = normalize(cfg, A, A, in, mean, invstd, params, k);
 
   Func saveMean("save_mean"), saveInvstd("save_invstd"), batchVar("batch_var");
   saveMean(c) = cast(cfg.paramType, mean(c));
@@ -282,7 +296,8 @@ KernelAlgorithm forwardEval(const KernelConfig &cfg) {
   Func mean("mean"), invstd("invstd");
   mean(c) = A(runningMean(c));
   invstd(c) = A.constant(1) / sqrt(A(runningVar(c)) + A.constant(cfg.eps));
-  Func y = normalize(cfg, A, in, mean, invstd, params, k);
+  Func y = normalize(cfg, A, Arith{elementType(cfg, A)}, in, mean, invstd,
+                     params, k);
 
   setImages(a, {in.x, runningMean, runningVar}, cfg, params,
             /*withBias=*/true);
@@ -326,19 +341,24 @@ KernelAlgorithm backward(const KernelConfig &cfg, bool eval) {
   dbias(c) = cast(cfg.paramType, sums(c)[0]);
   dweight(c) = cast(cfg.paramType, sums(c)[1] * invstd(c));
 
-  Func gain("gain"), meanDy("mean_dy"), xmuCoeff("xmu_coeff");
-  gain(c) = cfg.affine ? invstd(c) * A(params.w(c)) : invstd(c);
+  // Per-channel coefficients in the accumulator type, per-element math in
+  // E (the statistics are read as stored, see elementType).
+  Arith E{elementType(cfg, A)};
+  Func gain("gain"), meanE("mean_e"), meanDy("mean_dy"),
+      xmuCoeff("xmu_coeff");
+  gain(c) = E(cfg.affine ? invstd(c) * A(params.w(c)) : invstd(c));
   Func dx = tensorOutput("dx", k);
   if (eval) {
-    dx(s, c, n) = cast(cfg.ioType, A(dy(s, c, n)) * gain(c));
+    dx(s, c, n) = cast(cfg.ioType, E(dy(s, c, n)) * gain(c));
     k.channelFuncs = {gain};
   } else {
-    meanDy(c) = sums(c)[0] / in.count;
-    xmuCoeff(c) = invstd(c) * invstd(c) * sums(c)[1] / in.count;
-    dx(s, c, n) = cast(cfg.ioType, (A(dy(s, c, n)) - meanDy(c) -
-                                    (A(in.x(s, c, n)) - mean(c)) * xmuCoeff(c)) *
+    meanE(c) = E(mean(c));
+    meanDy(c) = E(sums(c)[0] / in.count);
+    xmuCoeff(c) = E(invstd(c) * invstd(c) * sums(c)[1] / in.count);
+    dx(s, c, n) = cast(cfg.ioType, (E(dy(s, c, n)) - meanDy(c) -
+                                    (E(in.x(s, c, n)) - meanE(c)) * xmuCoeff(c)) *
                                        gain(c));
-    k.channelFuncs = {mean, gain, meanDy, xmuCoeff};
+    k.channelFuncs = {mean, meanE, gain, meanDy, xmuCoeff};
   }
 
   setImages(a, {in.x, dy, statMean, statSecond}, cfg, params,

@@ -53,6 +53,7 @@ class Stats:
         self.count = {dt: 0 for dt, _ in DTYPE_NAMES}
         self.worst_abs = {dt: 0.0 for dt, _ in DTYPE_NAMES}
         self.worst_rel = {dt: 0.0 for dt, _ in DTYPE_NAMES}
+        self.worst_used = {dt: 0.0 for dt, _ in DTYPE_NAMES}  # err / allowed
         self.steps = 0
         self.layers = set()
 
@@ -73,6 +74,7 @@ def assert_close(case, what, got, want, dtype):
         STATS.worst_abs[dtype] = max(STATS.worst_abs[dtype], float(err.max()))
         rel = err / np.maximum(np.abs(want), 1e-3)
         STATS.worst_rel[dtype] = max(STATS.worst_rel[dtype], float(rel.max()))
+        STATS.worst_used[dtype] = max(STATS.worst_used[dtype], float((err / limit).max()))
     if bad.any():
         i = int(np.argmax(np.where(bad, err / limit, 0)))
         case.fail(f"{what}: {int(bad.sum())} of {got.size} values differ; "
@@ -343,7 +345,8 @@ def summary():
     lines = [f"conformance: {len(STATS.layers)} layers, {STATS.steps} steps compared with torch"]
     for dt, label in DTYPE_NAMES:
         lines.append(f"  {label}: {STATS.count[dt]} values, worst |error| "
-                     f"{STATS.worst_abs[dt]:.3e}, worst relative {STATS.worst_rel[dt]:.3e}")
+                     f"{STATS.worst_abs[dt]:.3e}, worst relative {STATS.worst_rel[dt]:.3e}"
+                     f" (|x| >= 1e-3), worst error / tolerance {STATS.worst_used[dt]:.3f}")
     return "\n".join(lines)
 
 

@@ -26,6 +26,19 @@ using namespace Halide;
 namespace normc {
 namespace schedules {
 
+/// Within one channel: the sum over (s, n) as V lane accumulators per image
+/// (rfactor over the lanes of s and over n), images as parallel tasks; the
+/// channel's total adds N x V partials.
+static void scheduleLanesPerImage(Func f, RDom r, Var c, int V) {
+  RVar rxo("rxo"), rxi("rxi");
+  Var lane("lane"), image("image");
+  Func partial = f.update()
+                     .split(r.x, rxo, rxi, V, TailStrategy::GuardWithIf)
+                     .rfactor({{rxi, lane}, {r.y, image}});
+  partial.compute_at(f, c).vectorize(lane).parallel(image);
+  partial.update().reorder(lane, rxo, image).vectorize(lane).parallel(image);
+}
+
 static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
   Var c = k.c;
   f.compute_root();
@@ -40,15 +53,11 @@ static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
       .vectorize(ci)
       .parallel(co);
 
-  // Long rows: V lane accumulators along s, channels in parallel.
-  RVar rxo("rxo"), rxi("rxi");
-  Var lane("lane");
-  Func lanes = f.update()
-                   .split(r.x, rxo, rxi, V, TailStrategy::GuardWithIf)
-                   .rfactor(rxi, lane);
+  // Long rows: channels in parallel, and within a channel V lane
+  // accumulators per image, images in parallel too (nested), so that a few
+  // channels (C = 3, or 1) with a large N x S still use every core.
   f.update().parallel(c);
-  lanes.compute_at(f, c).vectorize(lane);
-  lanes.update().vectorize(lane);
+  scheduleLanesPerImage(f, r, c, V);
 }
 
 /// Channel-blocked schedule for kernels that reduce and then write a tensor
@@ -58,19 +67,14 @@ static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
 static void scheduleBlocked(KernelStages &k, int V) {
   Func out = k.tensorOutputs[0];
   Var s = k.s, c = k.c, n = k.n;
-  out.reorder(s, n, c).parallel(c);
+  // Channels in parallel, and images within a channel (nested) for few
+  // channels.
+  out.reorder(s, n, c).parallel(c).parallel(n);
   out.specialize(k.spatial >= V).vectorize(s, V, TailStrategy::ShiftInwards);
   for (auto &reduction : k.reductions) {
     Func f = reduction.first;
-    RDom r = reduction.second;
     f.compute_at(out, c);
-    RVar rxo("rxo"), rxi("rxi");
-    Var lane("lane");
-    Func lanes = f.update()
-                     .split(r.x, rxo, rxi, V, TailStrategy::GuardWithIf)
-                     .rfactor(rxi, lane);
-    lanes.compute_at(f, c).vectorize(lane);
-    lanes.update().vectorize(lane);
+    scheduleLanesPerImage(f, reduction.second, c, V);
   }
   for (Func f : k.channelFuncs)
     f.compute_at(out, c);

@@ -87,7 +87,10 @@ Shape shape(int64_t n, int64_t c, std::vector<int64_t> spatial) {
 std::vector<Shape> suite(const std::string &which) {
   std::vector<Shape> issue = {shape(64, 64, {112, 112}),
                               shape(32, 256, {14, 14})};
+  // BatchNorm1d (N, C), a 3-channel image batch (few channels, many values:
+  // must still use every core) and a video BatchNorm3d.
   std::vector<Shape> misc = {shape(4096, 1024, {}), shape(256, 4096, {}),
+                             shape(32, 3, {224, 224}),
                              shape(8, 64, {16, 56, 56})};
   std::vector<Shape> resnet;
   const int64_t layers[][2] = {{64, 112},  {64, 56},  {256, 56}, {128, 56},

@@ -5,13 +5,18 @@
 //
 // A channel's values are C elements apart, so per-channel reductions run
 // across all channels at once, vectorized along c: each parallel task sums a
-// block of rows (1024 spatial positions of one image) into its own vector of
-// per-channel partial sums (rfactor over position chunks and images), and
-// the partials are added at the end. Train forward's statistics are one pass
+// group of rows (positions of any image, about 16K values) into its own
+// vector of per-channel partial sums (rfactor over row groups), and the
+// partials are added at the end. Train forward's statistics are one pass
 // of shifted sums (compiler/KernelAlgorithms.cpp), so x is read twice: 4
 // transfers, the channels-last floor of DESIGN.md's performance model.
 // Elementwise outputs are vectorized along c and parallel over blocks of
 // rows of (s, n).
+//
+// Known weakness: fewer channels than a vector (C = 3) leaves most lanes
+// predicated off and pays an index division per row: 32x3x224x224 NHWC
+// measured 220x a copy for train forward. Such tensors should use the
+// contiguous layout, where C = 3 runs at 2.1x.
 //
 //===----------------------------------------------------------------------===//
 
@@ -22,31 +27,34 @@ using namespace Halide;
 namespace normc {
 namespace schedules {
 
-/// Spatial positions per parallel reduction task (per image): 1024 x C
-/// values, 256 KB of f32 for C = 64, enough to amortise a task and few
-/// enough partial vectors (C x ceil(S / 1024) x N) to stay small.
-constexpr int kPositionsPerTask = 1024;
+/// Values per parallel task: rows of C channels are grouped until a task
+/// has about this many (64 KB of f32).
+constexpr int kValuesPerTask = 16384;
+
+/// Rows (positions of one image) per task.
+static Expr rowsPerTask(const KernelStages &k) {
+  return max(1, kValuesPerTask / max(k.channels, 1));
+}
 
 static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
   Var c = k.c;
   f.compute_root().vectorize(c, V, TailStrategy::GuardWithIf);
-  // Partial per-channel sums for each (chunk of positions, image), computed
-  // in parallel with channels innermost (contiguous), then added up.
-  RVar chunkInner("chunk_inner"), chunk("chunk");
-  Var u("u"), image("image"), task("task");
-  Func partial =
-      f.update()
-          .split(r.x, chunk, chunkInner, kPositionsPerTask,
-                 TailStrategy::GuardWithIf)
-          .rfactor({{chunk, u}, {r.y, image}});
+  // All rows of the tensor (positions x images) as one reduction axis, in
+  // groups of rowsPerTask: partial per-channel sums for each group are
+  // computed in parallel with channels innermost (contiguous), then added.
+  RVar rows("rows"), group("group"), groupInner("group_inner");
+  Var task("task");
+  Func partial = f.update()
+                     .fuse(r.x, r.y, rows)
+                     .split(rows, group, groupInner, rowsPerTask(k),
+                            TailStrategy::GuardWithIf)
+                     .rfactor(group, task);
   partial.compute_root()
       .vectorize(c, V, TailStrategy::GuardWithIf)
-      .fuse(u, image, task)
       .parallel(task);
   partial.update()
-      .reorder(c, chunkInner, u, image)
+      .reorder(c, groupInner, task)
       .vectorize(c, V, TailStrategy::GuardWithIf)
-      .fuse(u, image, task)
       .parallel(task);
   f.update().vectorize(c, V, TailStrategy::GuardWithIf);
 }
@@ -64,12 +72,12 @@ void scheduleCpuChannelsLast(KernelStages &k, const Target &target) {
 
   for (Func f : k.tensorOutputs) {
     Var row("row"), rowOuter("row_outer");
-    // Rows of C contiguous values, 256 rows a task (64 KB of f32 at C = 64):
+    // Rows of C contiguous values, grouped to about kValuesPerTask a task:
     // 16 rows a task measured 1.28x a copy on 64x64x112x112 NHWC f32, the
-    // task overhead of 50,000 tasks showing.
+    // overhead of 50,000 tasks showing.
     f.reorder(c, s, n)
         .fuse(s, n, row)
-        .split(row, rowOuter, row, 256, TailStrategy::GuardWithIf)
+        .split(row, rowOuter, row, rowsPerTask(k), TailStrategy::GuardWithIf)
         .parallel(rowOuter)
         .vectorize(c, V, TailStrategy::GuardWithIf);
   }

@@ -48,8 +48,9 @@ cl::opt<std::string> suiteName("suite",
                                cl::init("default"));
 cl::opt<std::string> configList("configs",
                                 cl::desc("Comma-separated layouts x dtypes "
-                                         "(nchw_f32, nhwc_f32, nchw_f16, "
-                                         "nhwc_f16, nchw_bf16, nhwc_bf16)"),
+                                          "(nchw_f32, nhwc_f32, nchw_f16, "
+                                         "nhwc_f16, nchw_bf16, nhwc_bf16, "
+                                         "nc_f32, nc_bf16), f32 or all"),
                                 cl::init("all"));
 cl::opt<int> threads("num-threads",
                      cl::desc("Worker threads (default: all cores)"),
@@ -395,6 +396,8 @@ int main(int argc, char **argv) {
   if (configList == "all") {
     for (int32_t i = 0; i < normc_module_bench.num_layers; ++i)
       configs.push_back(normc_module_bench.layers[i].name);
+  } else if (configList == "f32") {
+    configs = {"nchw_f32", "nhwc_f32", "nc_f32"};
   } else {
     llvm::SmallVector<llvm::StringRef> parts;
     llvm::StringRef(configList).split(parts, ',');
@@ -413,6 +416,9 @@ int main(int argc, char **argv) {
         llvm::errs() << "normc-bench: unknown config '" << config << "'\n";
         return 2;
       }
+      // (N, C) shapes on BatchNorm1d layers, the others on 2d layers.
+      if ((d->spatial_rank == 1) != s.spatial.empty())
+        continue;
       std::vector<Row> shapeRows = runShape(s, d, workers * 4);
       printTable(shapeRows, llvm::outs());
       llvm::outs().flush();

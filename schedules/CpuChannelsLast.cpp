@@ -27,13 +27,9 @@ using namespace Halide;
 namespace normc {
 namespace schedules {
 
-/// Values per parallel task: rows of C channels are grouped until a task
-/// has about this many (64 KB of f32).
-constexpr int kValuesPerTask = 16384;
-
-/// Rows (positions of one image) per task.
+/// Rows (positions of one image, C values each) per task.
 static Expr rowsPerTask(const KernelStages &k) {
-  return max(1, kValuesPerTask / max(k.channels, 1));
+  return unitsPerTask(k.channels);
 }
 
 static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {

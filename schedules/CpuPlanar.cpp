@@ -26,15 +26,9 @@ using namespace Halide;
 namespace normc {
 namespace schedules {
 
-/// Values per nested parallel task within one channel. Tasks of a few
-/// images cost little; tasks of one small image each (7 x 7) cost more in
-/// scheduling than in work: measured 93x a copy on 32x2048x7x7 with one task
-/// per image, so images are grouped until a task has this many values.
-constexpr int kValuesPerTask = 16384;
-
-/// Images per nested task for tensors of `spatial` values per image.
+/// Images (or rows of S values) per parallel task.
 static Expr imagesPerTask(const KernelStages &k) {
-  return max(1, kValuesPerTask / max(k.spatial, 1));
+  return unitsPerTask(k.spatial);
 }
 
 /// Within one channel: the sum over (s, n) as V lane accumulators per group
@@ -107,7 +101,8 @@ static void scheduleBlocked(KernelStages &k, int V) {
 void scheduleCpuPlanar(KernelStages &k, const Target &target) {
   const int V = target.natural_vector_size(k.ioType);
   Var s = k.s, c = k.c, n = k.n;
-  // Measured on the 2-core development VM (64x64x112x112 f32): blocking cut
+  // Measured on the 2-core development VM (64x64x112x112 f32, with a fuzzer
+  // busy on the other core): blocking cut
   // train forward from 2.28x to 2.06x a copy, but made backward slower
   // (2.45x -> 3.14x: its x and dy slabs of one channel outgrow L2), so only
   // train forward is blocked for now.

@@ -71,24 +71,19 @@ bool makeOneDnnKernels(const OneDnnCase &shape, OneDnnKernels &out) {
     s->diffShift = filled(channel, s->eng, 0.0f);
 
     State *p = s.get();
-    out.forwardTrain = [p] {
-      p->train.execute(p->strm, {{DNNL_ARG_SRC, p->src},
-                                 {DNNL_ARG_DST, p->dst},
-                                 {DNNL_ARG_MEAN, p->mean},
-                                 {DNNL_ARG_VARIANCE, p->variance},
-                                 {DNNL_ARG_SCALE, p->scale},
-                                 {DNNL_ARG_SHIFT, p->shift}});
+    // Training and inference take the same arguments (mean and variance
+    // are outputs of one and inputs of the other).
+    auto forward = [p](batch_normalization_forward &primitive) {
+      primitive.execute(p->strm, {{DNNL_ARG_SRC, p->src},
+                                  {DNNL_ARG_DST, p->dst},
+                                  {DNNL_ARG_MEAN, p->mean},
+                                  {DNNL_ARG_VARIANCE, p->variance},
+                                  {DNNL_ARG_SCALE, p->scale},
+                                  {DNNL_ARG_SHIFT, p->shift}});
       p->strm.wait();
     };
-    out.forwardEval = [p] {
-      p->infer.execute(p->strm, {{DNNL_ARG_SRC, p->src},
-                                 {DNNL_ARG_DST, p->dst},
-                                 {DNNL_ARG_MEAN, p->mean},
-                                 {DNNL_ARG_VARIANCE, p->variance},
-                                 {DNNL_ARG_SCALE, p->scale},
-                                 {DNNL_ARG_SHIFT, p->shift}});
-      p->strm.wait();
-    };
+    out.forwardTrain = [p, forward] { forward(p->train); };
+    out.forwardEval = [p, forward] { forward(p->infer); };
     out.backward = [p] {
       p->back.execute(p->strm, {{DNNL_ARG_SRC, p->src},
                                 {DNNL_ARG_DIFF_DST, p->diffDst},

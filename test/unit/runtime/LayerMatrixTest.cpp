@@ -54,14 +54,8 @@ protected:
     layer = std::make_unique<normrt::Layer>(("matrix." + GetParam()).c_str(),
                                             "cpu");
     info = layer->info();
-    reference::Config cfg;
-    cfg.channels = info.num_features;
-    cfg.eps = info.eps;
-    cfg.hasMomentum = !info.momentum_is_none;
-    cfg.momentum = info.momentum;
-    cfg.affine = info.affine;
-    cfg.track = info.track_running_stats;
-    ref = std::make_unique<reference::BatchNorm>(cfg);
+    ref = std::make_unique<reference::BatchNorm>(
+        referenceConfig<reference::Config>(info));
     tol = toleranceFor(info.dtype);
     rng.seed(uint32_t(std::hash<std::string>()(GetParam())));
     if (info.affine) {
@@ -248,12 +242,7 @@ TEST(LargerShapes, WideLayersMatchReference) {
     SCOPED_TRACE(k.layer);
     normrt::Layer layer(k.layer, "cpu");
     normrt_layer_info info = layer.info();
-    reference::Config cfg;
-    cfg.channels = info.num_features;
-    cfg.eps = info.eps;
-    cfg.hasMomentum = !info.momentum_is_none;
-    cfg.momentum = info.momentum;
-    reference::BatchNorm ref(cfg);
+    reference::BatchNorm ref(referenceConfig<reference::Config>(info));
     std::mt19937 rng(11);
     int64_t n = k.shape[0], s = spatialSize(k.shape);
     for (int i = 0; i < 3; ++i) {

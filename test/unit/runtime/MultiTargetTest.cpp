@@ -20,11 +20,7 @@ TEST(MultiTarget, KernelsMatchReference) {
     SCOPED_TRACE(name);
     normrt::Layer layer(name, "cpu");
     normrt_layer_info info = layer.info();
-    reference::Config cfg;
-    cfg.channels = info.num_features;
-    cfg.hasMomentum = !info.momentum_is_none;
-    cfg.momentum = info.momentum;
-    reference::BatchNorm ref(cfg);
+    reference::BatchNorm ref(referenceConfig<reference::Config>(info));
     std::vector<int64_t> shape = info.spatial_rank == 2
                                      ? std::vector<int64_t>{3, 5, 9, 7}
                                      : std::vector<int64_t>{4, 7, 11};

@@ -238,6 +238,18 @@ inline ::testing::AssertionResult allClose(const std::vector<double> &got,
          << "]: got " << got[worst] << ", want " << want[worst];
 }
 
+/// The float64 reference's configuration for a compiled layer.
+template <typename Config> Config referenceConfig(const normrt_layer_info &info) {
+  Config cfg;
+  cfg.channels = info.num_features;
+  cfg.eps = info.eps;
+  cfg.hasMomentum = !info.momentum_is_none;
+  cfg.momentum = info.momentum;
+  cfg.affine = info.affine;
+  cfg.track = info.track_running_stats;
+  return cfg;
+}
+
 /// Everything a layer owns, copied out.
 struct Snapshot {
   std::vector<std::vector<double>> vectors;

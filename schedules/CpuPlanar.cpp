@@ -101,11 +101,12 @@ static void scheduleBlocked(KernelStages &k, int V) {
 void scheduleCpuPlanar(KernelStages &k, const Target &target) {
   const int V = target.natural_vector_size(k.ioType);
   Var s = k.s, c = k.c, n = k.n;
-  // Measured on the 2-core development VM (64x64x112x112 f32, with a fuzzer
-  // busy on the other core): blocking cut
-  // train forward from 2.28x to 2.06x a copy, but made backward slower
-  // (2.45x -> 3.14x: its x and dy slabs of one channel outgrow L2), so only
-  // train forward is blocked for now.
+  // Measured on the 2-core development VM (64x64x112x112 f32): blocking
+  // took train forward from 2.28x to 2.06x a copy (with a fuzzer busy on the
+  // other core), but makes backward slower even on a quiet machine (3.23x
+  // blocked vs 2.92x at root; 5.0x vs 4.3x on 32x256x14x14): a channel's x
+  // and dy slabs together outgrow the 2 MB L2. So only train forward is
+  // blocked.
   if (k.blockChannels && k.kernel == "forward_train" &&
       k.tensorOutputs.size() == 1) {
     scheduleBlocked(k, V);

@@ -3,19 +3,20 @@
 // This file implements the CPU schedule of every kernel for contiguous
 // NC[D][H]W tensors, seen as [s, c, n] with s the flattened spatial axis.
 //
-// Reductions (per-channel sums over s and n) are computed at root, one
-// channel per parallel task. When a channel's rows are at least a vector
-// long, rfactor turns the sum along s into V independent lane accumulators
-// (one SIMD register) that are summed once at the end; when they are shorter
-// (BatchNorm1d on (N, C) has s = 1) the channel axis is the contiguous one, so
-// the schedule vectorizes across channels instead. Elementwise outputs are
-// vectorized along s and parallel over (c, n) rows, or across channels for
-// short rows. Tails are handled without scalar loops: ShiftInwards for
-// outputs (recomputing a few lanes is harmless), predication for reductions.
-//
-// Status: correctness-first baseline, no cache blocking yet, so train
-// forward reads x three times (see DESIGN.md's performance model; cache
-// blocking is the roofline work of a later issue).
+// Train forward of BatchNorm2d/3d layers is blocked by channel: one parallel
+// task computes a channel's statistics and then its output, so the second
+// read of the channel's slab can come from cache (3 transfers when the slab
+// fits; see DESIGN.md's performance model). Other reductions (backward, and
+// BatchNorm1d) are computed at root, one channel per parallel task. When a
+// channel's rows are at least a vector long, rfactor turns the sum along s
+// into V independent lane accumulators per group of images (groups as nested
+// parallel tasks, so that a few channels still use every core); when they
+// are shorter (BatchNorm1d on (N, C) has s = 1) the channel axis is the
+// contiguous one, so the schedule vectorizes across channels instead.
+// Elementwise outputs are vectorized along s and parallel over groups of
+// (c, n) rows, or across channels for short rows. Tails are handled without
+// scalar loops: ShiftInwards for outputs (recomputing a few lanes is
+// harmless), predication for reductions.
 //
 //===----------------------------------------------------------------------===//
 

@@ -61,10 +61,7 @@ void scheduleCpuChannelsLast(KernelStages &k, const Target &target) {
 
   for (auto &reduction : k.reductions)
     scheduleReduction(reduction.first, reduction.second, k, V);
-  for (Func f : k.channelFuncs)
-    f.compute_root().vectorize(c, V, TailStrategy::GuardWithIf);
-  for (Func f : k.channelOutputs)
-    f.vectorize(c, V, TailStrategy::GuardWithIf);
+  scheduleChannelStagesAtRoot(k, V);
 
   for (Func f : k.tensorOutputs) {
     Var row("row"), rowOuter("row_outer");

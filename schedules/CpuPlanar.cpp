@@ -117,10 +117,7 @@ void scheduleCpuPlanar(KernelStages &k, const Target &target) {
   for (auto &reduction : k.reductions)
     scheduleReduction(reduction.first, reduction.second, k, V);
 
-  for (Func f : k.channelFuncs)
-    f.compute_root().vectorize(c, V, TailStrategy::GuardWithIf);
-  for (Func f : k.channelOutputs)
-    f.vectorize(c, V, TailStrategy::GuardWithIf);
+  scheduleChannelStagesAtRoot(k, V);
 
   for (Func f : k.tensorOutputs) {
     // Rows of S values, grouped so that each task has kValuesPerTask or so:

@@ -70,6 +70,11 @@ void scheduleCpuPlanar(KernelStages &stages, const Halide::Target &target);
 void scheduleCpuChannelsLast(KernelStages &stages,
                              const Halide::Target &target);
 
+/// The per-channel intermediates at root and the per-channel outputs,
+/// vectorized across channels: the same in every CPU schedule that does not
+/// block by channel.
+void scheduleChannelStagesAtRoot(KernelStages &stages, int vectorSize);
+
 /// Picks the schedule for `target`; reports an error for targets that have no
 /// schedule yet (returns false and sets `error`).
 bool applySchedule(KernelStages &stages, const Halide::Target &target,

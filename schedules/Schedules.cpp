@@ -10,6 +10,13 @@
 namespace normc {
 namespace schedules {
 
+void scheduleChannelStagesAtRoot(KernelStages &k, int V) {
+  for (Halide::Func f : k.channelFuncs)
+    f.compute_root().vectorize(k.c, V, Halide::TailStrategy::GuardWithIf);
+  for (Halide::Func f : k.channelOutputs)
+    f.vectorize(k.c, V, Halide::TailStrategy::GuardWithIf);
+}
+
 bool applySchedule(KernelStages &stages, const Halide::Target &target,
                    std::string &error) {
   if (target.has_gpu_feature()) {

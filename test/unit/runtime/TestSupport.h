@@ -250,6 +250,29 @@ template <typename Config> Config referenceConfig(const normrt_layer_info &info)
   return cfg;
 }
 
+/// One forward of `layer` and of the float64 reference `ref` on fresh random
+/// data of `shape` in the layer's layout; checks y and the running variance.
+template <typename Reference>
+void expectForwardMatches(normrt::Layer &layer, Reference &ref,
+                          const std::vector<int64_t> &shape, std::mt19937 &rng,
+                          double mean, double stddev) {
+  normrt_layer_info info = layer.info();
+  int64_t spatial = 1;
+  for (size_t i = 2; i < shape.size(); ++i)
+    spatial *= shape[i];
+  Tensor x(info.dtype, shape, info.channels_last),
+      y(info.dtype, shape, info.channels_last);
+  x.fillNormal(rng, mean, stddev);
+  normrt_tensor xv = x.view(), yv = y.view();
+  layer.forward(xv, yv);
+  Tolerance tol = toleranceFor(info.dtype);
+  EXPECT_TRUE(allClose(y.values(), ref.forward(x.values(), shape[0], spatial), tol));
+  if (info.track_running_stats) {
+    normrt_tensor rv = layer.state("running_var");
+    EXPECT_TRUE(allClose(viewValues(rv), ref.runningVar, tol));
+  }
+}
+
 /// Everything a layer owns, copied out.
 struct Snapshot {
   std::vector<std::vector<double>> vectors;

@@ -107,6 +107,13 @@ halide_type_t halideType(int32_t dtype) {
   }
 }
 
+/// The shape of an input as the kernels see it, and its layout.
+struct Geometry {
+  int64_t s = 1, c = 0, n = 0;
+  bool channelsLast = false;
+  int64_t count() const { return s * n; } ///< values per channel
+};
+
 /// A halide_buffer_t with its dimensions stored alongside.
 struct HalideBuffer {
   halide_buffer_t buffer;
@@ -119,15 +126,14 @@ struct HalideBuffer {
   HalideBuffer(const HalideBuffer &) = delete;
   HalideBuffer &operator=(const HalideBuffer &) = delete;
 
-  /// [s, c, n] view of a dense tensor in either layout.
-  void tensor(void *data, int32_t dtype, int64_t s, int64_t c, int64_t n,
-              bool channelsLast) {
+  /// [s, c, n] view of a dense tensor of geometry `g`.
+  void tensor(void *data, int32_t dtype, const Geometry &g) {
     buffer.host = static_cast<uint8_t *>(data);
     buffer.type = halideType(dtype);
     buffer.dimensions = 3;
-    dims[0] = {0, int32_t(s), int32_t(channelsLast ? c : 1), 0};
-    dims[1] = {0, int32_t(c), int32_t(channelsLast ? 1 : s), 0};
-    dims[2] = {0, int32_t(n), int32_t(s * c), 0};
+    dims[0] = {0, int32_t(g.s), int32_t(g.channelsLast ? g.c : 1), 0};
+    dims[1] = {0, int32_t(g.c), int32_t(g.channelsLast ? 1 : g.s), 0};
+    dims[2] = {0, int32_t(g.n), int32_t(g.s * g.c), 0};
   }
   void vector(void *data, int32_t dtype, int64_t c) {
     buffer.host = static_cast<uint8_t *>(data);
@@ -143,11 +149,6 @@ struct HalideBuffer {
   halide_buffer_t *get() { return &buffer; }
 };
 
-/// The shape of an input as the kernels see it.
-struct Geometry {
-  int64_t s = 1, c = 0, n = 0;
-  int64_t count() const { return s * n; } ///< values per channel
-};
 
 std::string shapeString(const normrt_tensor *t) {
   std::string text = "[";
@@ -165,7 +166,6 @@ struct normrt_layer {
   const normrt_layer_desc *desc;
   bool training = true;
   int64_t channels;
-  size_t paramSize;
   std::vector<uint8_t> weight, bias, runningMean, runningVar, saveMean,
       saveInvstd;
   int64_t numBatchesTracked = 0;
@@ -289,7 +289,8 @@ int checkInput(const normrt_layer *layer, const normrt_tensor *x,
   }
   if (!x->data)
     return fail("%s has no data (NULL pointer)", what);
-  if (checkLayout(x, what, d->layout != 0))
+  g.channelsLast = d->layout != 0;
+  if (checkLayout(x, what, g.channelsLast))
     return 1;
   g.n = x->shape[0];
   g.c = x->shape[1];
@@ -321,7 +322,7 @@ int checkInput(const normrt_layer *layer, const normrt_tensor *x,
 }
 
 int checkSameShape(const normrt_tensor *x, const normrt_tensor *t,
-                   const char *what, int32_t dtype, bool channelsLast) {
+                   const char *what, int32_t dtype, const Geometry &g) {
   if (checkTensorBasics(t, what, dtype))
     return 1;
   if (!t->data)
@@ -332,7 +333,7 @@ int checkSameShape(const normrt_tensor *x, const normrt_tensor *t,
   if (!same)
     return fail("%s has size %s, but the input has size %s", what,
                 shapeString(t).c_str(), shapeString(x).c_str());
-  return checkLayout(t, what, channelsLast);
+  return checkLayout(t, what, g.channelsLast);
 }
 
 int64_t byteSize(const normrt_tensor *t) {
@@ -481,7 +482,6 @@ normrt_layer *normrt_layer_create(const char *name, const char *target) {
   layer->channels = desc->num_features;
   int32_t p = desc->param_dtype;
   int64_t c = desc->num_features;
-  layer->paramSize = dtypeSize(p);
   if (desc->affine) {
     layer->weight = filled(c, p, 1.0);
     layer->bias = filled(c, p, 0.0);
@@ -542,13 +542,13 @@ int normrt_layer_forward(normrt_layer *layer, const normrt_tensor *x,
   const normrt_layer_desc *d = layer->desc;
   Geometry g;
   if (checkInput(layer, x, "input", g) ||
-      checkSameShape(x, y, "output", d->dtype, d->layout != 0) ||
+      checkSameShape(x, y, "output", d->dtype, g) ||
       checkNoOverlap(y, "output", x, "input"))
     return 1;
 
   HalideBuffer xb, yb, wb, bb;
-  xb.tensor(x->data, d->dtype, g.s, g.c, g.n, d->layout != 0);
-  yb.tensor(y->data, d->dtype, g.s, g.c, g.n, d->layout != 0);
+  xb.tensor(x->data, d->dtype, g);
+  yb.tensor(y->data, d->dtype, g);
   if (d->affine) {
     wb.vector(layer->weight.data(), d->param_dtype, g.c);
     bb.vector(layer->bias.data(), d->param_dtype, g.c);
@@ -631,8 +631,8 @@ int normrt_layer_backward(normrt_layer *layer, const normrt_tensor *x,
   const normrt_layer_desc *d = layer->desc;
   Geometry g;
   if (checkInput(layer, x, "input", g) ||
-      checkSameShape(x, dy, "grad_output", d->dtype, d->layout != 0) ||
-      checkSameShape(x, dx, "grad_input", d->dtype, d->layout != 0) ||
+      checkSameShape(x, dy, "grad_output", d->dtype, g) ||
+      checkSameShape(x, dx, "grad_input", d->dtype, g) ||
       checkNoOverlap(dx, "grad_input", x, "input") ||
       checkNoOverlap(dx, "grad_input", dy, "grad_output"))
     return 1;
@@ -650,9 +650,9 @@ int normrt_layer_backward(normrt_layer *layer, const normrt_tensor *x,
                 "forward call in training mode; call forward first");
 
   HalideBuffer xb, dyb, dxb, m, second, wb, dwb, dbb;
-  xb.tensor(x->data, d->dtype, g.s, g.c, g.n, d->layout != 0);
-  dyb.tensor(dy->data, d->dtype, g.s, g.c, g.n, d->layout != 0);
-  dxb.tensor(dx->data, d->dtype, g.s, g.c, g.n, d->layout != 0);
+  xb.tensor(x->data, d->dtype, g);
+  dyb.tensor(dy->data, d->dtype, g);
+  dxb.tensor(dx->data, d->dtype, g);
   if (batchStats) {
     m.vector(layer->saveMean.data(), d->param_dtype, g.c);
     second.vector(layer->saveInvstd.data(), d->param_dtype, g.c);

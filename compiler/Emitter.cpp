@@ -163,8 +163,7 @@ llvm::Expected<Plan> makePlan(ModuleOp module, const EmitOptions &options) {
     KernelConfig config;
     config.kind = kind;
     config.ioType = halideType(layer.dtype());
-    config.paramType = config.ioType.bits() == 64 ? Halide::Float(64)
-                                                  : Halide::Float(32);
+    config.paramType = parameterType(config.ioType);
     config.affine = layer.affine();
     config.channelsLast = layer.isChannelsLast();
     config.blockChannels = layer.getSpatialRank() >= 2;
@@ -442,7 +441,7 @@ llvm::Error writeRegistryObject(const Plan &plan, const EmitOptions &options,
           llvm::cast<llvm::Constant>(callee.getCallee()), i8p));
     }
     Halide::Type io = halideType(op.dtype());
-    Halide::Type param = io.bits() == 64 ? Halide::Float(64) : Halide::Float(32);
+    Halide::Type param = parameterType(io);
     auto m = op.momentum();
     descs.push_back(llvm::ConstantStruct::get(
         descType,

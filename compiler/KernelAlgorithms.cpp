@@ -33,6 +33,10 @@ Type accumulatorType(const Type &ioType) {
   return ioType.bits() >= 32 ? Float(64) : Float(32);
 }
 
+Type parameterType(const Type &ioType) {
+  return ioType.bits() == 64 ? Float(64) : Float(32);
+}
+
 std::string KernelConfig::key() const {
   std::string text;
   llvm::raw_string_ostream os(text);

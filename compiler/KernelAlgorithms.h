@@ -39,6 +39,10 @@ struct KernelConfig {
 /// tensors, f32 for f16 and bf16 (PyTorch's CPU accumulation types).
 Halide::Type accumulatorType(const Halide::Type &ioType);
 
+/// The type of weight, bias and statistics for tensors of `ioType`: f64 for
+/// f64 tensors, f32 for every other dtype.
+Halide::Type parameterType(const Halide::Type &ioType);
+
 /// One kernel's algorithm, ready for a schedule and for compilation.
 struct KernelAlgorithm {
   std::vector<Halide::Func> outputs;     ///< in argument order

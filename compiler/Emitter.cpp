@@ -211,19 +211,27 @@ llvm::Expected<Plan> makePlan(ModuleOp module, const EmitOptions &options) {
   return plan;
 }
 
+/// Every kernel is compiled without a runtime of its own (the module has one)
+/// and takes Halide's user context: the runtime passes the calling layer.
+Halide::Target kernelTarget(const Halide::Target &target) {
+  return target.with_feature(Halide::Target::NoRuntime)
+      .with_feature(Halide::Target::UserContext);
+}
+
 /// Builds, schedules and lowers one kernel for one target into a Halide
 /// module named `function`. Halide errors are thrown as Halide::Error.
 Halide::Module lowerKernel(const KernelConfig &config,
                            const Halide::Target &target,
                            const std::string &function) {
-  KernelAlgorithm algorithm = buildKernelAlgorithm(config);
+  KernelConfig targetConfig = config;
+  targetConfig.bfloatAsBits = target.has_gpu_feature();
+  KernelAlgorithm algorithm = buildKernelAlgorithm(targetConfig);
   std::string error;
   if (!schedules::applySchedule(algorithm.stages, target, error))
     throw Halide::CompileError(function + ": " + error);
   Halide::Pipeline pipeline(algorithm.outputs);
-  return pipeline.compile_to_module(
-      algorithm.inputs, function,
-      target.with_feature(Halide::Target::NoRuntime));
+  return pipeline.compile_to_module(algorithm.inputs, function,
+                                    kernelTarget(target));
 }
 
 llvm::Expected<Halide::Module> compileKernel(const PlannedKernel &kernel,
@@ -271,8 +279,7 @@ llvm::Error compileKernelObjects(const PlannedKernel &kernel,
     std::vector<Halide::Target> targets;
     std::vector<std::string> suffixes;
     for (size_t i = 0; i < kernel.targets.size(); ++i) {
-      targets.push_back(
-          kernel.targets[i].with_feature(Halide::Target::NoRuntime));
+      targets.push_back(kernelTarget(kernel.targets[i]));
       suffixes.push_back(targetSuffix(kernel.targets[i], i));
     }
     std::string library = (base + "_multi.a").str();
@@ -300,8 +307,8 @@ std::string cType(const Halide::Type &type) {
 /// The C declaration of a kernel, from its algorithm's arguments.
 std::string declaration(const PlannedKernel &kernel) {
   KernelAlgorithm algorithm = buildKernelAlgorithm(kernel.config);
-  std::string text = "int " + kernel.function + "(";
-  bool first = true;
+  std::string text = "int " + kernel.function + "(void *__user_context";
+  bool first = false;
   auto add = [&](const std::string &param) {
     text += (first ? "" : ", ") + param;
     first = false;
@@ -410,9 +417,13 @@ llvm::Error writeRegistryObject(const Plan &plan, const EmitOptions &options,
       {i8p, i8p, i8p, i8p, kernelArray, i64, f64, f64, i32, i32, i32, i32, i32,
        i32, i32, i32},
       "normrt_layer_desc");
-  llvm::StructType *moduleType =
-      llvm::StructType::create(context, {i32, i32, i8p, descType->getPointerTo()},
-                               "normrt_module");
+  // Mirrors normrt_cuda_api: six function pointers.
+  llvm::StructType *cudaApiType = llvm::StructType::create(
+      context, std::vector<llvm::Type *>(6, i8p), "normrt_cuda_api");
+  llvm::StructType *moduleType = llvm::StructType::create(
+      context,
+      {i32, i32, i8p, descType->getPointerTo(), cudaApiType->getPointerTo()},
+      "normrt_module");
 
   auto stringPtr = [&](llvm::StringRef s) -> llvm::Constant * {
     llvm::Constant *data = llvm::ConstantDataArray::getString(context, s);
@@ -467,6 +478,26 @@ llvm::Error writeRegistryObject(const Plan &plan, const EmitOptions &options,
   llvm::Constant *zero = llvm::ConstantInt::get(i32, 0);
   llvm::Constant *firstDesc = llvm::ConstantExpr::getInBoundsGetElementPtr(
       tableType, table, llvm::ArrayRef<llvm::Constant *>{zero, zero});
+  // The Halide CUDA runtime's entry points, when the module has CUDA layers.
+  llvm::Constant *cudaApi =
+      llvm::ConstantPointerNull::get(cudaApiType->getPointerTo());
+  if (plan.runtimeTarget.has_feature(Halide::Target::CUDA)) {
+    std::vector<llvm::Constant *> entries;
+    for (const char *name :
+         {"halide_cuda_device_interface", "halide_cuda_wrap_device_ptr",
+          "halide_cuda_detach_device_ptr", "halide_set_cuda_acquire_context",
+          "halide_set_cuda_release_context", "halide_set_cuda_get_stream"}) {
+      // Declared with a placeholder type: only the address is taken.
+      llvm::FunctionCallee callee = module.getOrInsertFunction(
+          name, llvm::FunctionType::get(i32, {}, false));
+      entries.push_back(llvm::ConstantExpr::getPointerCast(
+          llvm::cast<llvm::Constant>(callee.getCallee()), i8p));
+    }
+    cudaApi = new llvm::GlobalVariable(
+        module, cudaApiType, /*isConstant=*/true,
+        llvm::GlobalValue::PrivateLinkage,
+        llvm::ConstantStruct::get(cudaApiType, entries), "cuda_api");
+  }
   auto *moduleTable = new llvm::GlobalVariable(
       module, moduleType, /*isConstant=*/true,
       llvm::GlobalValue::ExternalLinkage,
@@ -474,7 +505,7 @@ llvm::Error writeRegistryObject(const Plan &plan, const EmitOptions &options,
           moduleType,
           {llvm::ConstantInt::get(i32, NORMRT_MODULE_ABI_VERSION),
            llvm::ConstantInt::get(i32, descs.size()),
-           stringPtr(options.moduleName), firstDesc}),
+           stringPtr(options.moduleName), firstDesc, cudaApi}),
       "normc_module_" + options.moduleName);
 
   // static void register(void) { normrt_register_module(&table); }

@@ -30,6 +30,10 @@ struct KernelConfig {
   bool blockChannels = false;
   double eps = 1e-5;
   llvm::Optional<double> momentum = 0.1; ///< None: cumulative average
+  /// Convert bf16 values through their bits (integer shifts and rounding)
+  /// instead of Halide's bf16 casts, which LLVM 14's NVPTX backend cannot
+  /// select (it aborts); set for GPU targets. Same values either way.
+  bool bfloatAsBits = false;
 
   /// A key that is equal for two configs exactly when their kernels are.
   std::string key() const;

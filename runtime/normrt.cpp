@@ -7,12 +7,20 @@
 //
 // Failure atomicity: kernels write batch statistics and updated running
 // statistics into per-layer scratch space; the layer's own state is updated
-// only after every kernel of the call has succeeded. A layer is, like a torch
+// only after every kernel of the call has succeeded.
+//
+// CUDA layers (docs/runtime.md): state lives on the device in the Halide
+// buffers of the layer, with host copies behind the state views; tensors
+// with device = 1 are wrapped without copies, host tensors are copied in
+// and out. Kernels run in the layer's context and stream, which normrt's
+// handlers for Halide's halide_cuda_acquire_context / get_stream hooks hand
+// to Halide's CUDA runtime while the layer is being called. A layer is, like a torch
 // module, not meant to be called from two threads at once; different layers
 // may be used concurrently.
 //
 //===----------------------------------------------------------------------===//
 
+#include "CudaDriver.h"
 #include "normrt/module.h"
 #include "normrt/normrt.h"
 
@@ -162,42 +170,283 @@ std::string shapeString(const normrt_tensor *t) {
 
 } // namespace
 
+namespace {
+
+/// One piece of layer state: host storage (what state views point at) and
+/// the Halide buffer the kernels get, which for CUDA layers also holds the
+/// device copy.
+struct StateBuffer {
+  std::vector<uint8_t> host;
+  HalideBuffer halide;
+
+  /// A per-channel vector of `count` values, or (count < 0) a 0-D scalar.
+  void init(int64_t count, int32_t dtype, double value) {
+    int64_t n = count < 0 ? 1 : count;
+    host.assign(n * dtypeSize(dtype), 0);
+    for (int64_t i = 0; i < n; ++i) {
+      if (dtype == NORMRT_INT64) {
+        int64_t v = static_cast<int64_t>(value);
+        std::memcpy(&host[i * 8], &v, 8);
+      } else if (dtype == NORMRT_FLOAT64) {
+        std::memcpy(&host[i * 8], &value, 8);
+      } else {
+        float f = static_cast<float>(value);
+        std::memcpy(&host[i * 4], &f, 4);
+      }
+    }
+    if (count < 0)
+      halide.scalar(host.data(), dtype);
+    else
+      halide.vector(host.data(), dtype, count);
+  }
+  halide_buffer_t *get() { return halide.get(); }
+  bool empty() const { return host.empty(); }
+};
+
+} // namespace
+
 struct normrt_layer {
   const normrt_layer_desc *desc;
   bool training = true;
   int64_t channels;
-  std::vector<uint8_t> weight, bias, runningMean, runningVar, saveMean,
+  StateBuffer weight, bias, runningMean, runningVar, counter, saveMean,
       saveInvstd;
-  int64_t numBatchesTracked = 0;
   bool haveSaved = false;
   // Scratch written by kernels and committed on success.
-  std::vector<uint8_t> newMean, newInvstd, newVar, newRunningMean,
-      newRunningVar, gradWeight, gradBias;
-  int64_t newNumBatchesTracked = 0;
+  StateBuffer newMean, newInvstd, newVar, newRunningMean, newRunningVar,
+      newCounter, gradWeight, gradBias;
+
+  // CUDA layers only.
+  const normrt_cuda_api *cuda = nullptr;
+  void *cuContext = nullptr; ///< CUcontext the kernels run in
+  void *cuStream = nullptr;  ///< CUstream; null: the context's default
+  int retainedDevice = -1;   ///< primary context retained for this device
+  /// A state view was handed out: keep host copies current after each call
+  /// and take the host's values (which the caller may have written) before.
+  bool hostViews = false;
+
+  bool onDevice() const { return cuda != nullptr; }
+  int64_t &batchesTracked() {
+    return *reinterpret_cast<int64_t *>(counter.host.data());
+  }
+  /// The persistent buffers, for moving them between host and device.
+  std::vector<StateBuffer *> stateBuffers() {
+    return {&weight,     &bias,          &runningMean,    &runningVar,
+            &counter,    &saveMean,      &saveInvstd,     &newMean,
+            &newInvstd,  &newVar,        &newRunningMean, &newRunningVar,
+            &newCounter, &gradWeight,    &gradBias};
+  }
 };
 
 namespace {
 
-std::vector<uint8_t> filled(int64_t count, int32_t dtype, double value) {
-  std::vector<uint8_t> bytes(count * dtypeSize(dtype));
-  for (int64_t i = 0; i < count; ++i) {
-    if (dtype == NORMRT_FLOAT64) {
-      std::memcpy(&bytes[i * 8], &value, 8);
-    } else {
-      float f = static_cast<float>(value);
-      std::memcpy(&bytes[i * 4], &f, 4);
-    }
+//===----------------------------------------------------------------------===//
+// CUDA: the context and stream hooks, device buffers
+//===----------------------------------------------------------------------===//
+
+/// The layer whose call is in progress on this thread: Halide's CUDA runtime
+/// calls the hooks below from the thread that called the kernel, with the
+/// user context the kernel got, which is that layer.
+thread_local normrt_layer *callingLayer = nullptr;
+
+struct CallScope {
+  normrt_layer *previous;
+  explicit CallScope(normrt_layer *layer) : previous(callingLayer) {
+    callingLayer = layer;
+    halideMessage.clear();
   }
-  return bytes;
+  ~CallScope() { callingLayer = previous; }
+};
+
+/// Halide's handlers, for user contexts that are not normrt's (other Halide
+/// code in the process keeps its behaviour).
+normrt_cuda_acquire_context_fn defaultAcquire = nullptr;
+normrt_cuda_release_context_fn defaultRelease = nullptr;
+normrt_cuda_get_stream_fn defaultGetStream = nullptr;
+
+bool isCallingLayer(void *userContext) {
+  return userContext && userContext == callingLayer &&
+         callingLayer->onDevice();
 }
 
-int callKernel(const normrt_layer *layer, normrt_kernel_kind kind,
+int acquireContext(void *userContext, void **context, bool create) {
+  if (isCallingLayer(userContext)) {
+    *context = callingLayer->cuContext;
+    return 0;
+  }
+  return defaultAcquire ? defaultAcquire(userContext, context, create) : -1;
+}
+
+int releaseContext(void *userContext) {
+  if (isCallingLayer(userContext))
+    return 0;
+  return defaultRelease ? defaultRelease(userContext) : 0;
+}
+
+int getStream(void *userContext, void *context, void **stream) {
+  if (isCallingLayer(userContext)) {
+    *stream = callingLayer->cuStream;
+    return 0;
+  }
+  if (defaultGetStream)
+    return defaultGetStream(userContext, context, stream);
+  *stream = nullptr;
+  return 0;
+}
+
+/// Installs the hooks once per process (one Halide runtime serves every
+/// module: its symbols are weak and the linker keeps one copy).
+void installCudaHooks(const normrt_cuda_api *api) {
+  static std::once_flag once;
+  std::call_once(once, [api] {
+    defaultAcquire = api->set_acquire_context(acquireContext);
+    defaultRelease = api->set_release_context(releaseContext);
+    defaultGetStream = api->set_get_stream(getStream);
+    // Kernels allocate temporaries (partial sums) on every call: keep freed
+    // device memory for reuse instead of cuMemFree/cuMemAlloc each time.
+    halide_reuse_device_allocations(nullptr, true);
+  });
+}
+
+int halideFailure(const normrt_layer *layer, const char *what, int rc) {
+  return fail("%s for layer '%s' failed (Halide error %d): %s", what,
+              layer->desc->name, rc,
+              halideMessage.empty() ? "no message" : halideMessage.c_str());
+}
+
+/// Waits for the layer's stream, then copies the buffer's device values to
+/// its host storage if they are newer.
+int downloadToHost(normrt_layer *layer, halide_buffer_t *buffer) {
+  if (!buffer->device || !(buffer->flags & halide_buffer_flag_device_dirty))
+    return 0;
+  if (int rc = halide_device_sync(layer, buffer))
+    return halideFailure(layer, "waiting for the CUDA stream", rc);
+  if (int rc = halide_copy_to_host(layer, buffer))
+    return halideFailure(layer, "copying state to the host", rc);
+  return 0;
+}
+
+/// Before a call on a layer with host views: the host copy of the state is
+/// authoritative (the caller may have written it), so kernels upload it.
+void markStateHostDirty(normrt_layer *layer) {
+  if (!layer->onDevice() || !layer->hostViews)
+    return;
+  for (StateBuffer *s : {&layer->weight, &layer->bias, &layer->runningMean,
+                         &layer->runningVar, &layer->counter, &layer->saveMean,
+                         &layer->saveInvstd})
+    if (!s->empty() && !(s->get()->flags & halide_buffer_flag_device_dirty))
+      s->get()->flags |= halide_buffer_flag_host_dirty;
+}
+
+/// Takes the kernels' results into the state: host copies on the CPU; on
+/// CUDA the device allocations change places (no copy), and the host copy
+/// follows when views were handed out.
+int commit(normrt_layer *layer, StateBuffer &state, StateBuffer &scratch) {
+  if (!layer->onDevice()) {
+    std::memcpy(state.host.data(), scratch.host.data(), state.host.size());
+    return 0;
+  }
+  halide_buffer_t *a = state.get(), *b = scratch.get();
+  std::swap(a->device, b->device);
+  std::swap(a->device_interface, b->device_interface);
+  std::swap(a->flags, b->flags);
+  if (layer->hostViews)
+    return downloadToHost(layer, a);
+  return 0;
+}
+
+/// Frees the device copies of a layer's state (after saving newer values
+/// to the host, when `keepValues`).
+int releaseDeviceState(normrt_layer *layer, bool keepValues) {
+  CallScope scope(layer);
+  int rc = 0;
+  for (StateBuffer *s : layer->stateBuffers()) {
+    if (s->empty() || !s->get()->device)
+      continue;
+    if (keepValues && !rc)
+      rc = downloadToHost(layer, s->get());
+    halide_device_free(layer, s->get());
+    s->get()->flags = keepValues ? halide_buffer_flag_host_dirty : 0;
+  }
+  return rc;
+}
+
+/// A tensor argument of one call: host or device memory, bound to a Halide
+/// buffer; undone (outputs copied back, device memory released) on exit.
+class TensorArg {
+public:
+  TensorArg(normrt_layer *layer, bool output)
+      : layer(layer), output(output) {}
+  TensorArg(const TensorArg &) = delete;
+  TensorArg &operator=(const TensorArg &) = delete;
+  ~TensorArg() {
+    halide_buffer_t *b = buffer.get();
+    if (!layer->onDevice() || !bound)
+      return;
+    if (wrapped)
+      layer->cuda->detach_device_ptr(layer, b);
+    else if (b->device)
+      halide_device_free(layer, b);
+  }
+
+  /// Binds a tensor of geometry g (dense; strides checked before).
+  int bindTensor(void *data, int32_t device, int32_t dtype, const Geometry &g) {
+    buffer.tensor(data, dtype, g);
+    return bindMemory(data, device);
+  }
+  /// Binds a per-channel vector of c values.
+  int bindVector(void *data, int32_t device, int32_t dtype, int64_t c) {
+    buffer.vector(data, dtype, c);
+    return bindMemory(data, device);
+  }
+
+  /// After the kernel: host outputs of a CUDA layer get their values.
+  int finish() {
+    if (layer->onDevice() && output && !wrapped)
+      return downloadToHost(layer, buffer.get());
+    return 0;
+  }
+  halide_buffer_t *get() { return buffer.get(); }
+
+private:
+  int bindMemory(void *data, int32_t device) {
+    bound = true;
+    if (!layer->onDevice())
+      return 0;
+    halide_buffer_t *b = buffer.get();
+    if (device == 1) {
+      b->host = nullptr;
+      wrapped = true;
+      if (int rc = layer->cuda->wrap_device_ptr(
+              layer, b, reinterpret_cast<uint64_t>(data))) {
+        wrapped = false;
+        return halideFailure(layer, "wrapping a CUDA pointer", rc);
+      }
+      return 0;
+    }
+    // A host tensor: inputs are uploaded by the kernel.
+    if (!output)
+      b->flags |= halide_buffer_flag_host_dirty;
+    return 0;
+  }
+
+  normrt_layer *layer;
+  bool output;
+  bool bound = false;
+  bool wrapped = false;
+  HalideBuffer buffer;
+};
+
+int callKernel(normrt_layer *layer, normrt_kernel_kind kind,
                std::vector<void *> &args) {
   normrt_kernel_fn fn = layer->desc->kernels[kind];
   if (!fn)
     return fail("layer '%s' has no kernel of kind %d", layer->desc->name,
                 int(kind));
-  halideMessage.clear();
+  CallScope scope(layer);
+  // args[0]: the address of Halide's user context, the layer.
+  void *userContext = layer;
+  args.insert(args.begin(), &userContext);
   int rc = fn(args.data());
   if (rc != 0)
     return fail("kernel of layer '%s' failed (Halide error %d): %s",
@@ -206,8 +455,50 @@ int callKernel(const normrt_layer *layer, normrt_kernel_kind kind,
   return 0;
 }
 
-int checkTensorBasics(const normrt_tensor *t, const char *what,
-                      int32_t dtype) {
+/// Sets up a CUDA layer: its context, and its initial state on the device
+/// (which proves that the driver, the device and Halide's runtime work).
+int setUpCudaLayer(normrt_layer *layer, const normrt_module *module) {
+  const normrt_layer_desc *d = layer->desc;
+  if (!module->cuda)
+    return fail("layer '%s' on target '%s' runs on CUDA, but its module "
+                "carries no CUDA runtime; rebuild it with this normc",
+                d->name, d->target);
+  std::string error;
+  if (!normrt::cuda::defaultContext(layer->cuContext, layer->retainedDevice,
+                                    error))
+    return fail("cannot create layer '%s' on CUDA target '%s': %s", d->name,
+                d->target, error.c_str());
+  installCudaHooks(module->cuda);
+  layer->cuda = module->cuda;
+  const halide_device_interface_t *interface = module->cuda->device_interface();
+  CallScope scope(layer);
+  for (StateBuffer *s : {&layer->weight, &layer->bias, &layer->runningMean,
+                         &layer->runningVar, &layer->counter}) {
+    if (s->empty())
+      continue;
+    s->get()->flags |= halide_buffer_flag_host_dirty;
+    if (int rc = halide_copy_to_device(layer, s->get(), interface))
+      return fail("cannot create layer '%s' on CUDA target '%s': copying its "
+                  "state to the device failed (Halide error %d): %s",
+                  d->name, d->target, rc,
+                  halideMessage.empty() ? "no message" : halideMessage.c_str());
+  }
+  return 0;
+}
+
+void destroyLayer(normrt_layer *layer) {
+  if (layer->onDevice()) {
+    releaseDeviceState(layer, /*keepValues=*/false);
+    std::string ignored;
+    if (layer->retainedDevice >= 0)
+      if (const normrt::cuda::Driver *d = normrt::cuda::driver(ignored))
+        d->primaryCtxRelease(layer->retainedDevice);
+  }
+  delete layer;
+}
+
+int checkTensorBasics(const normrt_layer *layer, const normrt_tensor *t,
+                      const char *what, int32_t dtype) {
   if (!t)
     return fail("%s must not be NULL", what);
   if (t->ndim < 0 || t->ndim > NORMRT_MAX_DIMS)
@@ -217,10 +508,13 @@ int checkTensorBasics(const normrt_tensor *t, const char *what,
     if (t->shape[i] < 0)
       return fail("%s has a negative extent %lld in dimension %d", what,
                   (long long)t->shape[i], i);
-  if (t->device != 0)
-    return fail("%s is on device %d, but this layer runs on the CPU "
-                "(device 0)",
-                what, t->device);
+  if (t->device != 0 && t->device != 1)
+    return fail("%s has device %d; expected 0 (host) or 1 (CUDA)", what,
+                t->device);
+  if (t->device == 1 && layer->desc->device == 0)
+    return fail("%s is a CUDA tensor (device 1), but layer '%s' runs on the "
+                "CPU; pass host tensors or create the layer on a CUDA target",
+                what, layer->desc->name);
   if (t->dtype != dtype)
     return fail("%s has dtype %s, but the layer expects %s", what,
                 dtypeName(t->dtype), dtypeName(dtype));
@@ -271,7 +565,7 @@ int checkLayout(const normrt_tensor *t, const char *what, bool channelsLast) {
 int checkInput(const normrt_layer *layer, const normrt_tensor *x,
                const char *what, Geometry &g) {
   const normrt_layer_desc *d = layer->desc;
-  if (checkTensorBasics(x, what, d->dtype))
+  if (checkTensorBasics(layer, x, what, d->dtype))
     return 1;
   switch (d->spatial_rank) {
   case 1:
@@ -321,9 +615,10 @@ int checkInput(const normrt_layer *layer, const normrt_tensor *x,
   return 0;
 }
 
-int checkSameShape(const normrt_tensor *x, const normrt_tensor *t,
-                   const char *what, int32_t dtype, const Geometry &g) {
-  if (checkTensorBasics(t, what, dtype))
+int checkSameShape(const normrt_layer *layer, const normrt_tensor *x,
+                   const normrt_tensor *t, const char *what, int32_t dtype,
+                   const Geometry &g) {
+  if (checkTensorBasics(layer, t, what, dtype))
     return 1;
   if (!t->data)
     return fail("%s has no data (NULL pointer)", what);
@@ -347,6 +642,8 @@ int64_t byteSize(const normrt_tensor *t) {
 /// so they must not share memory with them.
 int checkNoOverlap(const normrt_tensor *out, const char *outName,
                    const normrt_tensor *in, const char *inName) {
+  if (out->device != in->device)
+    return 0; // different memories
   const uint8_t *a = static_cast<const uint8_t *>(out->data);
   const uint8_t *b = static_cast<const uint8_t *>(in->data);
   if (a < b + byteSize(in) && b < a + byteSize(out))
@@ -358,7 +655,7 @@ int checkNoOverlap(const normrt_tensor *out, const char *outName,
 
 int checkChannelVector(const normrt_layer *layer, const normrt_tensor *t,
                        const char *what) {
-  if (checkTensorBasics(t, what, layer->desc->param_dtype))
+  if (checkTensorBasics(layer, t, what, layer->desc->param_dtype))
     return 1;
   if (!t->data)
     return fail("%s has no data (NULL pointer)", what);
@@ -429,6 +726,7 @@ normrt_layer *normrt_layer_create(const char *name, const char *target) {
   const normrt_layer_desc *desc = nullptr;
   const normrt_layer_desc *sameName = nullptr;
   const char *descModule = nullptr;
+  const normrt_module *module = nullptr;
   std::string ambiguous;
   {
     Registry &r = registry();
@@ -448,6 +746,7 @@ normrt_layer *normrt_layer_create(const char *name, const char *target) {
         else {
           desc = &d;
           descModule = m->name;
+          module = m;
         }
       }
     }
@@ -469,12 +768,6 @@ normrt_layer *normrt_layer_create(const char *name, const char *target) {
            name);
     return nullptr;
   }
-  if (desc->device != 0) {
-    fail("layer '%s' on target '%s' runs on a GPU; this runtime has no "
-         "device support yet",
-         name, target);
-    return nullptr;
-  }
   halide_set_error_handler(onHalideError);
 
   auto *layer = new normrt_layer;
@@ -483,32 +776,63 @@ normrt_layer *normrt_layer_create(const char *name, const char *target) {
   int32_t p = desc->param_dtype;
   int64_t c = desc->num_features;
   if (desc->affine) {
-    layer->weight = filled(c, p, 1.0);
-    layer->bias = filled(c, p, 0.0);
+    layer->weight.init(c, p, 1.0);
+    layer->bias.init(c, p, 0.0);
   }
   if (desc->track_running_stats) {
-    layer->runningMean = filled(c, p, 0.0);
-    layer->runningVar = filled(c, p, 1.0);
-    layer->newRunningMean = filled(c, p, 0.0);
-    layer->newRunningVar = filled(c, p, 0.0);
+    layer->runningMean.init(c, p, 0.0);
+    layer->runningVar.init(c, p, 1.0);
+    layer->counter.init(-1, NORMRT_INT64, 0.0);
+    layer->newRunningMean.init(c, p, 0.0);
+    layer->newRunningVar.init(c, p, 0.0);
+    layer->newCounter.init(-1, NORMRT_INT64, 0.0);
   }
-  layer->saveMean = filled(c, p, 0.0);
-  layer->saveInvstd = filled(c, p, 0.0);
-  layer->newMean = filled(c, p, 0.0);
-  layer->newInvstd = filled(c, p, 0.0);
-  layer->newVar = filled(c, p, 0.0);
-  layer->gradWeight = filled(c, p, 0.0);
-  layer->gradBias = filled(c, p, 0.0);
+  for (StateBuffer *s : {&layer->saveMean, &layer->saveInvstd, &layer->newMean,
+                         &layer->newInvstd, &layer->newVar, &layer->gradWeight,
+                         &layer->gradBias})
+    s->init(c, p, 0.0);
+  if (desc->device != 0 && setUpCudaLayer(layer, module)) {
+    destroyLayer(layer);
+    return nullptr;
+  }
   succeed();
   return layer;
 }
 
-void normrt_layer_destroy(normrt_layer *layer) { delete layer; }
+void normrt_layer_destroy(normrt_layer *layer) {
+  if (layer)
+    destroyLayer(layer);
+}
 
 int normrt_layer_set_training(normrt_layer *layer, int training) {
   if (!layer)
     return fail("normrt_layer_set_training: layer must not be NULL");
   layer->training = training != 0;
+  succeed();
+  return 0;
+}
+
+int normrt_layer_set_cuda_stream(normrt_layer *layer, void *context,
+                                 void *stream) {
+  if (!layer)
+    return fail("normrt_layer_set_cuda_stream: layer must not be NULL");
+  if (!layer->onDevice())
+    return fail("layer '%s' runs on the CPU (target '%s'); only CUDA layers "
+                "take a CUDA context and stream",
+                layer->desc->name, layer->desc->target);
+  if (context && context != layer->cuContext) {
+    // The state's device memory belongs to the old context: bring its
+    // values to the host; the next call uploads them into the new one.
+    if (releaseDeviceState(layer, /*keepValues=*/true))
+      return 1;
+    std::string ignored;
+    if (layer->retainedDevice >= 0)
+      if (const normrt::cuda::Driver *d = normrt::cuda::driver(ignored))
+        d->primaryCtxRelease(layer->retainedDevice);
+    layer->retainedDevice = -1;
+    layer->cuContext = context;
+  }
+  layer->cuStream = stream;
   succeed();
   return 0;
 }
@@ -531,6 +855,7 @@ int normrt_layer_get_info(const normrt_layer *layer, normrt_layer_info *info) {
   info->param_dtype = normrt_dtype(d->param_dtype);
   info->training = layer->training;
   info->channels_last = d->layout != 0;
+  info->device = d->device;
   succeed();
   return 0;
 }
@@ -542,82 +867,66 @@ int normrt_layer_forward(normrt_layer *layer, const normrt_tensor *x,
   const normrt_layer_desc *d = layer->desc;
   Geometry g;
   if (checkInput(layer, x, "input", g) ||
-      checkSameShape(x, y, "output", d->dtype, g) ||
+      checkSameShape(layer, x, y, "output", d->dtype, g) ||
       checkNoOverlap(y, "output", x, "input"))
     return 1;
+  bool batchStats = usesBatchStats(layer);
+  if (batchStats && g.count() <= 1)
+    return fail("Expected more than 1 value per channel when training, got "
+                "input size %s",
+                shapeString(x).c_str());
 
-  HalideBuffer xb, yb, wb, bb;
-  xb.tensor(x->data, d->dtype, g);
-  yb.tensor(y->data, d->dtype, g);
-  if (d->affine) {
-    wb.vector(layer->weight.data(), d->param_dtype, g.c);
-    bb.vector(layer->bias.data(), d->param_dtype, g.c);
-  }
+  markStateHostDirty(layer);
+  TensorArg xb(layer, false), yb(layer, true);
+  if (xb.bindTensor(x->data, x->device, d->dtype, g) ||
+      yb.bindTensor(y->data, y->device, d->dtype, g))
+    return 1;
 
-  if (!usesBatchStats(layer)) {
-    HalideBuffer rm, rv;
-    rm.vector(layer->runningMean.data(), d->param_dtype, g.c);
-    rv.vector(layer->runningVar.data(), d->param_dtype, g.c);
-    std::vector<void *> args = {xb.get(), rm.get(), rv.get()};
-    if (d->affine) {
-      args.push_back(wb.get());
-      args.push_back(bb.get());
-    }
+  if (!batchStats) {
+    std::vector<void *> args = {xb.get(), layer->runningMean.get(),
+                                layer->runningVar.get()};
+    if (d->affine)
+      args.insert(args.end(), {layer->weight.get(), layer->bias.get()});
     args.push_back(yb.get());
-    if (callKernel(layer, NORMRT_KERNEL_FORWARD_EVAL, args))
+    if (callKernel(layer, NORMRT_KERNEL_FORWARD_EVAL, args) || yb.finish())
       return 1;
     succeed();
     return 0;
   }
 
-  if (g.count() <= 1)
-    return fail("Expected more than 1 value per channel when training, got "
-                "input size %s",
-                shapeString(x).c_str());
-
-  HalideBuffer mean, invstd, var;
-  mean.vector(layer->newMean.data(), d->param_dtype, g.c);
-  invstd.vector(layer->newInvstd.data(), d->param_dtype, g.c);
-  var.vector(layer->newVar.data(), d->param_dtype, g.c);
   std::vector<void *> args = {xb.get()};
-  if (d->affine) {
-    args.push_back(wb.get());
-    args.push_back(bb.get());
-  }
-  args.insert(args.end(), {yb.get(), mean.get(), invstd.get(), var.get()});
+  if (d->affine)
+    args.insert(args.end(), {layer->weight.get(), layer->bias.get()});
+  args.insert(args.end(), {yb.get(), layer->newMean.get(),
+                           layer->newInvstd.get(), layer->newVar.get()});
   if (callKernel(layer, NORMRT_KERNEL_FORWARD_TRAIN, args))
     return 1;
 
   bool update = layer->training && d->track_running_stats;
   if (update) {
-    HalideBuffer rm, rv, counter, rmOut, rvOut, counterOut;
-    rm.vector(layer->runningMean.data(), d->param_dtype, g.c);
-    rv.vector(layer->runningVar.data(), d->param_dtype, g.c);
-    counter.scalar(&layer->numBatchesTracked, NORMRT_INT64);
-    rmOut.vector(layer->newRunningMean.data(), d->param_dtype, g.c);
-    rvOut.vector(layer->newRunningVar.data(), d->param_dtype, g.c);
-    counterOut.scalar(&layer->newNumBatchesTracked, NORMRT_INT64);
     int64_t count = g.count();
-    std::vector<void *> updateArgs = {mean.get(),    var.get(),   rm.get(),
-                                      rv.get(),      counter.get(), &count,
-                                      rmOut.get(),   rvOut.get(), counterOut.get()};
+    std::vector<void *> updateArgs = {
+        layer->newMean.get(),        layer->newVar.get(),
+        layer->runningMean.get(),    layer->runningVar.get(),
+        layer->counter.get(),        &count,
+        layer->newRunningMean.get(), layer->newRunningVar.get(),
+        layer->newCounter.get()};
     if (callKernel(layer, NORMRT_KERNEL_UPDATE_STATS, updateArgs))
       return 1;
   }
+  if (yb.finish())
+    return 1;
 
-  // Every kernel succeeded: commit.
-  // (copies, not swaps: state views handed out earlier must stay valid)
-  std::memcpy(layer->saveMean.data(), layer->newMean.data(),
-              layer->saveMean.size());
-  std::memcpy(layer->saveInvstd.data(), layer->newInvstd.data(),
-              layer->saveInvstd.size());
-  if (update) {
-    std::memcpy(layer->runningMean.data(), layer->newRunningMean.data(),
-                layer->runningMean.size());
-    std::memcpy(layer->runningVar.data(), layer->newRunningVar.data(),
-                layer->runningVar.size());
-    layer->numBatchesTracked = layer->newNumBatchesTracked;
-  }
+  // Every kernel succeeded: commit. (On the CPU copies, not swaps: state
+  // views handed out earlier must stay valid.)
+  CallScope scope(layer);
+  if (commit(layer, layer->saveMean, layer->newMean) ||
+      commit(layer, layer->saveInvstd, layer->newInvstd))
+    return 1;
+  if (update && (commit(layer, layer->runningMean, layer->newRunningMean) ||
+                 commit(layer, layer->runningVar, layer->newRunningVar) ||
+                 commit(layer, layer->counter, layer->newCounter)))
+    return 1;
   layer->haveSaved = true;
   succeed();
   return 0;
@@ -631,8 +940,8 @@ int normrt_layer_backward(normrt_layer *layer, const normrt_tensor *x,
   const normrt_layer_desc *d = layer->desc;
   Geometry g;
   if (checkInput(layer, x, "input", g) ||
-      checkSameShape(x, dy, "grad_output", d->dtype, g) ||
-      checkSameShape(x, dx, "grad_input", d->dtype, g) ||
+      checkSameShape(layer, x, dy, "grad_output", d->dtype, g) ||
+      checkSameShape(layer, x, dx, "grad_input", d->dtype, g) ||
       checkNoOverlap(dx, "grad_input", x, "input") ||
       checkNoOverlap(dx, "grad_input", dy, "grad_output"))
     return 1;
@@ -649,30 +958,40 @@ int normrt_layer_backward(normrt_layer *layer, const normrt_tensor *x,
     return fail("backward in training mode needs the saved statistics of a "
                 "forward call in training mode; call forward first");
 
-  HalideBuffer xb, dyb, dxb, m, second, wb, dwb, dbb;
-  xb.tensor(x->data, d->dtype, g);
-  dyb.tensor(dy->data, d->dtype, g);
-  dxb.tensor(dx->data, d->dtype, g);
-  if (batchStats) {
-    m.vector(layer->saveMean.data(), d->param_dtype, g.c);
-    second.vector(layer->saveInvstd.data(), d->param_dtype, g.c);
-  } else {
-    m.vector(layer->runningMean.data(), d->param_dtype, g.c);
-    second.vector(layer->runningVar.data(), d->param_dtype, g.c);
+  markStateHostDirty(layer);
+  TensorArg xb(layer, false), dyb(layer, false), dxb(layer, true),
+      dwb(layer, true), dbb(layer, true);
+  if (xb.bindTensor(x->data, x->device, d->dtype, g) ||
+      dyb.bindTensor(dy->data, dy->device, d->dtype, g) ||
+      dxb.bindTensor(dx->data, dx->device, d->dtype, g))
+    return 1;
+  // Without dweight or dbias from the caller, the layer's scratch takes them.
+  halide_buffer_t *dwBuffer = layer->gradWeight.get();
+  halide_buffer_t *dbBuffer = layer->gradBias.get();
+  if (dweight) {
+    if (dwb.bindVector(dweight->data, dweight->device, d->param_dtype, g.c))
+      return 1;
+    dwBuffer = dwb.get();
   }
-  dwb.vector(dweight ? dweight->data : layer->gradWeight.data(),
-             d->param_dtype, g.c);
-  dbb.vector(dbias ? dbias->data : layer->gradBias.data(), d->param_dtype,
-             g.c);
-  std::vector<void *> args = {xb.get(), dyb.get(), m.get(), second.get()};
-  if (d->affine) {
-    wb.vector(layer->weight.data(), d->param_dtype, g.c);
-    args.push_back(wb.get());
+  if (dbias) {
+    if (dbb.bindVector(dbias->data, dbias->device, d->param_dtype, g.c))
+      return 1;
+    dbBuffer = dbb.get();
   }
-  args.insert(args.end(), {dxb.get(), dwb.get(), dbb.get()});
+  std::vector<void *> args = {xb.get(), dyb.get()};
+  if (batchStats)
+    args.insert(args.end(), {layer->saveMean.get(), layer->saveInvstd.get()});
+  else
+    args.insert(args.end(),
+                {layer->runningMean.get(), layer->runningVar.get()});
+  if (d->affine)
+    args.push_back(layer->weight.get());
+  args.insert(args.end(), {dxb.get(), dwBuffer, dbBuffer});
   if (callKernel(layer, batchStats ? NORMRT_KERNEL_BACKWARD
                                    : NORMRT_KERNEL_BACKWARD_EVAL,
                  args))
+    return 1;
+  if (dxb.finish() || (dweight && dwb.finish()) || (dbias && dbb.finish()))
     return 1;
   succeed();
   return 0;
@@ -683,7 +1002,7 @@ int normrt_layer_state(normrt_layer *layer, const char *name,
   if (!layer || !name || !view)
     return fail("normrt_layer_state: layer, name and view must not be NULL");
   const normrt_layer_desc *d = layer->desc;
-  std::vector<uint8_t> *storage = nullptr;
+  StateBuffer *storage = nullptr;
   bool counter = false;
   if (!std::strcmp(name, "weight") || !std::strcmp(name, "bias")) {
     if (!d->affine)
@@ -695,10 +1014,12 @@ int normrt_layer_state(normrt_layer *layer, const char *name,
     if (!d->track_running_stats)
       return fail("layer '%s' has track_running_stats=False: it has no %s",
                   d->name, name);
-    if (!std::strcmp(name, "num_batches_tracked"))
+    if (!std::strcmp(name, "num_batches_tracked")) {
       counter = true;
-    else
+      storage = &layer->counter;
+    } else {
       storage = name[8] == 'm' ? &layer->runningMean : &layer->runningVar;
+    }
   } else if (!std::strcmp(name, "save_mean")) {
     storage = &layer->saveMean;
   } else if (!std::strcmp(name, "save_invstd")) {
@@ -708,14 +1029,22 @@ int normrt_layer_state(normrt_layer *layer, const char *name,
                 "running_var, num_batches_tracked, save_mean or save_invstd",
                 name);
   }
+  if (layer->onDevice() && !layer->hostViews) {
+    // From now on the host copies are kept current (markStateHostDirty,
+    // commit); bring them up to date once.
+    CallScope scope(layer);
+    for (StateBuffer *s : layer->stateBuffers())
+      if (!s->empty() && downloadToHost(layer, s->get()))
+        return 1;
+    layer->hostViews = true;
+  }
   std::memset(view, 0, sizeof(*view));
   view->device = 0;
+  view->data = storage->host.data();
   if (counter) {
-    view->data = &layer->numBatchesTracked;
     view->ndim = 0;
     view->dtype = NORMRT_INT64;
   } else {
-    view->data = storage->data();
     view->ndim = 1;
     view->shape[0] = layer->channels;
     view->strides[0] = 1;

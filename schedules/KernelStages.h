@@ -39,6 +39,9 @@ struct KernelStages {
   std::vector<std::pair<Halide::Func, Halide::RDom>> reductions;
   /// Small per-channel intermediates (mean, scale, shift) read per element.
   std::vector<Halide::Func> channelFuncs;
+  /// The channelFuncs that the reductions read as well (the shift of the
+  /// shifted sums, the mean in backward).
+  std::vector<Halide::Func> reductionInputs;
   /// Per-channel outputs: save_mean, save_invstd, dweight, ...
   std::vector<Halide::Func> channelOutputs;
   /// Tensor outputs y(s, c, n) or dx(s, c, n).
@@ -69,6 +72,11 @@ void scheduleCpuPlanar(KernelStages &stages, const Halide::Target &target);
 /// CpuChannelsLast.cpp.
 void scheduleCpuChannelsLast(KernelStages &stages,
                              const Halide::Target &target);
+
+/// CUDA schedule for both layouts: reductions in a partials kernel and a
+/// per-channel kernel (rfactor twice, no atomics), elementwise outputs one
+/// thread per element. GpuCuda.cpp.
+void scheduleGpuCuda(KernelStages &stages, const Halide::Target &target);
 
 /// The per-channel intermediates at root and the per-channel outputs,
 /// vectorized across channels: the same in every CPU schedule that does not

@@ -20,9 +20,14 @@ void scheduleChannelStagesAtRoot(KernelStages &k, int V) {
 bool applySchedule(KernelStages &stages, const Halide::Target &target,
                    std::string &error) {
   if (target.has_gpu_feature()) {
-    error = "GPU targets (" + target.to_string() +
-            ") have no schedules yet; only CPU targets are supported";
-    return false;
+    if (!target.has_feature(Halide::Target::CUDA)) {
+      error = "GPU target " + target.to_string() +
+              " has no schedules; normc schedules CUDA (host-cuda-...) and "
+              "CPU targets";
+      return false;
+    }
+    scheduleGpuCuda(stages, target);
+    return true;
   }
   if (stages.channelsLast)
     scheduleCpuChannelsLast(stages, target);

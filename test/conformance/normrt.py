@@ -44,7 +44,8 @@ class LayerInfo(ctypes.Structure):
                 ("track_running_stats", ctypes.c_int32),
                 ("dtype", ctypes.c_int), ("param_dtype", ctypes.c_int),
                 ("training", ctypes.c_int32),
-                ("channels_last", ctypes.c_int32)]
+                ("channels_last", ctypes.c_int32),
+                ("device", ctypes.c_int32)]
 
 
 class NormrtError(RuntimeError):

@@ -272,14 +272,16 @@ std::vector<Row> runShape(const Shape &s, const normrt_layer_desc *d,
     buf->buffer.dimensions = 0;
   }
 
-  std::vector<void *> train = {xb.get(), wb.get(), bb.get(), yb.get(),
+  // Every kernel takes Halide's user context first (normrt/module.h).
+  void *userContext = nullptr;
+  std::vector<void *> train = {&userContext, xb.get(), wb.get(), bb.get(), yb.get(),
                                mb.get(), ib.get(), vb.get()};
-  std::vector<void *> update = {mb.get(),   vb.get(),   rmb.get(),
+  std::vector<void *> update = {&userContext, mb.get(),   vb.get(),   rmb.get(),
                                 rvb.get(),  cb.get(),   &count,
                                 rm2b.get(), rv2b.get(), c2b.get()};
-  std::vector<void *> eval = {xb.get(), rmb.get(), rvb.get(),
+  std::vector<void *> eval = {&userContext, xb.get(), rmb.get(), rvb.get(),
                               wb.get(), bb.get(), yb.get()};
-  std::vector<void *> back = {xb.get(), dyb.get(), mb.get(), ib.get(),
+  std::vector<void *> back = {&userContext, xb.get(), dyb.get(), mb.get(), ib.get(),
                               wb.get(), dxb.get(), dwb.get(), dbb.get()};
   check(d->kernels[NORMRT_KERNEL_FORWARD_TRAIN](train.data()), "forward_train");
 

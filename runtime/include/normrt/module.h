@@ -5,7 +5,9 @@
  * this header; changing a struct here means bumping NORMRT_MODULE_ABI_VERSION.
  *
  * Kernel arguments (Halide `_argv` calling convention: buffers as
- * halide_buffer_t*, scalars by address). Tensors are 3-D Halide buffers
+ * halide_buffer_t*, scalars by address). Every kernel takes Halide's user
+ * context first (args[0] points at a void *): the runtime passes its layer,
+ * which the CUDA hooks use to pick the layer's context and stream. Tensors are 3-D Halide buffers
  * [spatial, channel, batch] with the spatial dims flattened: strides
  * [1, S, C*S] for contiguous layers, [C, 1, C*S] for channels-last ones.
  * Per-channel vectors are 1-D of extent C in the parameter type (f32 for
@@ -26,12 +28,15 @@
 #define NORMRT_MODULE_H
 
 #include <stdint.h>
+#ifndef __cplusplus
+#include <stdbool.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define NORMRT_MODULE_ABI_VERSION 2
+#define NORMRT_MODULE_ABI_VERSION 3
 
 typedef enum {
   NORMRT_KERNEL_FORWARD_TRAIN = 0,
@@ -65,11 +70,36 @@ typedef struct normrt_layer_desc {
   int32_t layout;      /* 0 contiguous (NCHW...), 1 channels-last (NHWC...) */
 } normrt_layer_desc;
 
+struct halide_buffer_t;
+struct halide_device_interface_t;
+
+/* Entry points of the Halide CUDA runtime that a module with CUDA layers
+ * carries. The runtime reaches them through the table, so that it links
+ * against modules without CUDA too. Contexts and streams are CUcontext and
+ * CUstream, passed as void *. */
+typedef int (*normrt_cuda_acquire_context_fn)(void *user_context,
+                                              void **context, bool create);
+typedef int (*normrt_cuda_release_context_fn)(void *user_context);
+typedef int (*normrt_cuda_get_stream_fn)(void *user_context, void *context,
+                                         void **stream);
+typedef struct normrt_cuda_api {
+  const struct halide_device_interface_t *(*device_interface)(void);
+  int (*wrap_device_ptr)(void *user_context, struct halide_buffer_t *buffer,
+                         uint64_t device_pointer);
+  int (*detach_device_ptr)(void *user_context, struct halide_buffer_t *buffer);
+  normrt_cuda_acquire_context_fn (*set_acquire_context)(
+      normrt_cuda_acquire_context_fn handler);
+  normrt_cuda_release_context_fn (*set_release_context)(
+      normrt_cuda_release_context_fn handler);
+  normrt_cuda_get_stream_fn (*set_get_stream)(normrt_cuda_get_stream_fn handler);
+} normrt_cuda_api;
+
 typedef struct normrt_module {
   int32_t abi_version;
   int32_t num_layers;
   const char *name;
   const normrt_layer_desc *layers;
+  const normrt_cuda_api *cuda; /* NULL when no layer runs on CUDA */
 } normrt_module;
 
 #ifdef __cplusplus

@@ -89,6 +89,16 @@ int normrt_register_module(const struct normrt_module *module);
  * honours HL_NUM_THREADS). Returns the previous setting. */
 int normrt_set_num_threads(int threads);
 
+/* CUDA layers: run this layer's kernels in `context` (a CUcontext; NULL
+ * keeps the layer's) on `stream` (a CUstream; NULL is the context's default
+ * stream), e.g. PyTorch's current context and stream, so that the kernels
+ * are ordered with the caller's work. A new CUDA layer runs in the context
+ * current on the creating thread, else in the primary context of device
+ * HL_GPU_DEVICE (default 0), on the default stream. Changing the context
+ * moves the layer's state through the host. */
+int normrt_layer_set_cuda_stream(normrt_layer *layer, void *context,
+                                 void *stream);
+
 /* Facts about a layer, for wrappers that need to allocate. */
 typedef struct {
   const char *name;
@@ -105,6 +115,7 @@ typedef struct {
   normrt_dtype param_dtype; /* of weight, bias and statistics */
   int32_t training;
   int32_t channels_last;  /* tensors in NLC / NHWC / NDHWC memory order */
+  int32_t device;         /* where the kernels run: 0 CPU, 1 CUDA */
 } normrt_layer_info;
 int normrt_layer_get_info(const normrt_layer *, normrt_layer_info *info);
 

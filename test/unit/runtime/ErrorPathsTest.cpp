@@ -140,7 +140,7 @@ TEST_F(ErrorPaths, DtypeAndDeviceMismatch) {
                 [&] { return normrt_layer_forward(layer, &xfv, &ydv); });
   normrt_tensor onGpu = xfv;
   onGpu.device = 1;
-  expectFailure(layer, "input is on device 1",
+  expectFailure(layer, "input is a CUDA tensor (device 1)",
                 [&] { return normrt_layer_forward(layer, &onGpu, &ydv); });
 }
 
@@ -277,8 +277,8 @@ TEST_F(ErrorPaths, HalideErrorsDoNotAbort) {
   // Input x (2 wide) is smaller than output y (4 wide): the kernel's bounds
   // check fails. (Layers sharing a configuration share a kernel, named after
   // the first of them, bn1d_at_m01_f32.)
-  int rc = matrix__bn1d_at_m01_f32_cpu_forward_eval(&small, &rmb, &rvb, &wb,
-                                                   &bb, &big);
+  int rc = matrix__bn1d_at_m01_f32_cpu_forward_eval(nullptr, &small, &rmb,
+                                                   &rvb, &wb, &bb, &big);
   EXPECT_NE(rc, 0);
 }
 

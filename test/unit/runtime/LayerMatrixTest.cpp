@@ -11,8 +11,11 @@
 #include "Reference.h"
 #include "TestSupport.h"
 
+#include "cudamatrix.h"
 #include "matrix.h"
 #include "normrt/module.h"
+
+#include "CudaDriver.h"
 
 #include <functional>
 
@@ -20,11 +23,17 @@ using namespace testing_support;
 
 namespace {
 
-std::vector<std::string> matrixLayers() {
-  std::vector<std::string> names;
-  for (int32_t i = 0; i < normc_module_matrix.num_layers; ++i)
-    names.push_back(normc_module_matrix.layers[i].name);
-  return names;
+/// One layer of a module, on the target it was compiled for.
+struct MatrixCase {
+  std::string module, layer, target;
+};
+
+std::vector<MatrixCase> moduleLayers(const normrt_module &module) {
+  std::vector<MatrixCase> cases;
+  for (int32_t i = 0; i < module.num_layers; ++i)
+    cases.push_back({module.name, module.layers[i].name,
+                     module.layers[i].target});
+  return cases;
 }
 
 int64_t spatialSize(const std::vector<int64_t> &shape) {
@@ -47,17 +56,23 @@ std::vector<std::vector<int64_t>> shapesFor(int rank, int64_t c) {
   }
 }
 
-class LayerMatrix : public ::testing::TestWithParam<std::string> {
+class LayerMatrix : public ::testing::TestWithParam<MatrixCase> {
 protected:
   void SetUp() override {
+    const MatrixCase &p = GetParam();
+    if (p.target == "cuda") {
+      std::string why;
+      if (!normrt::cuda::driver(why))
+        GTEST_SKIP() << "CUDA layers need a GPU: " << why;
+    }
     // Qualified: `shared` is defined by second.norm as well.
-    layer = std::make_unique<normrt::Layer>(("matrix." + GetParam()).c_str(),
-                                            "cpu");
+    layer = std::make_unique<normrt::Layer>((p.module + "." + p.layer).c_str(),
+                                            p.target.c_str());
     info = layer->info();
     ref = std::make_unique<reference::BatchNorm>(
         referenceConfig<reference::Config>(info));
     tol = toleranceFor(info.dtype);
-    rng.seed(uint32_t(std::hash<std::string>()(GetParam())));
+    rng.seed(uint32_t(std::hash<std::string>()(p.layer)));
     if (info.affine) {
       // Random parameters, written through the state views; the reference
       // takes them back as stored (rounded to the parameter type).
@@ -172,11 +187,19 @@ TEST_P(LayerMatrix, OffsetDataKeepsPrecision) {
   step(shapes[1], false, 1e3, 1.0);
 }
 
+std::string caseName(const ::testing::TestParamInfo<MatrixCase> &p) {
+  return p.param.layer;
+}
+
 INSTANTIATE_TEST_SUITE_P(Matrix, LayerMatrix,
-                         ::testing::ValuesIn(matrixLayers()),
-                         [](const ::testing::TestParamInfo<std::string> &p) {
-                           return p.param;
-                         });
+                         ::testing::ValuesIn(moduleLayers(normc_module_matrix)),
+                         caseName);
+// The same checks for the CUDA kernels (host tensors, host state views);
+// skipped, with the reason, where there is no GPU.
+INSTANTIATE_TEST_SUITE_P(Cuda, LayerMatrix,
+                         ::testing::ValuesIn(
+                             moduleLayers(normc_module_cudamatrix)),
+                         caseName);
 
 /// In eval mode with running statistics a sample's output does not depend on
 /// the rest of its batch.

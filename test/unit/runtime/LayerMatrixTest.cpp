@@ -28,6 +28,10 @@ struct MatrixCase {
   std::string module, layer, target;
 };
 
+void PrintTo(const MatrixCase &c, std::ostream *os) {
+  *os << c.module << "." << c.layer << " on " << c.target;
+}
+
 std::vector<MatrixCase> moduleLayers(const normrt_module &module) {
   std::vector<MatrixCase> cases;
   for (int32_t i = 0; i < module.num_layers; ++i)

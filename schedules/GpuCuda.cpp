@@ -51,6 +51,15 @@ constexpr int kUnroll = 4;
 
 Expr ceilDiv(const Expr &a, const Expr &b) { return (a + b - 1) / b; }
 
+/// A thread's serial run in the partials kernel, unrolled so that each warp
+/// keeps several loads in flight.
+void unrollSerialRun(Func partial, const RVar &run) {
+  RVar outer("run_outer"), inner("run_inner");
+  partial.update()
+      .split(run, outer, inner, kUnroll, TailStrategy::GuardWithIf)
+      .unroll(inner);
+}
+
 /// Per-channel reduction f(c) += g(r.x, c, r.y) for the contiguous layout.
 void reduceAlongSpatial(Func f, const RDom &r, const KernelStages &k) {
   Var c = k.c, v("v"), u("u"), t("t"), w("w");
@@ -77,10 +86,7 @@ void reduceAlongSpatial(Func f, const RDom &r, const KernelStages &k) {
       .gpu_blocks(v, u, c)
       .gpu_threads(t);
   partial.compute_at(partialOut, t);
-  RVar rsmo("rsmo"), rsmi("rsmi");
-  partial.update()
-      .split(rsm, rsmo, rsmi, kUnroll, TailStrategy::GuardWithIf)
-      .unroll(rsmi);
+  unrollSerialRun(partial, rsm);
 
   // f(c): the block of channel c sums its partials, thread w taking those of
   // thread index w of every partials block; one thread adds the 256 sums.
@@ -117,10 +123,7 @@ void reduceAcrossChannels(Func f, const RDom &r, const KernelStages &k) {
       .gpu_blocks(co, v, u)
       .gpu_threads(ci, t);
   partial.compute_at(partialOut, ci);
-  RVar rsmo("rsmo"), rsmi("rsmi");
-  partial.update()
-      .split(rsm, rsmo, rsmi, kUnroll, TailStrategy::GuardWithIf)
-      .unroll(rsmi);
+  unrollSerialRun(partial, rsm);
 
   // f(c): a block per 32 channels; thread (c, w) sums row lane w's partials
   // of channel c, then each channel's thread adds its 8 sums.

@@ -7,16 +7,16 @@
 //
 // Failure atomicity: kernels write batch statistics and updated running
 // statistics into per-layer scratch space; the layer's own state is updated
-// only after every kernel of the call has succeeded.
+// only after every kernel of the call has succeeded. A layer is, like a torch
+// module, not meant to be called from two threads at once; different layers
+// may be used concurrently.
 //
 // CUDA layers (docs/runtime.md): state lives on the device in the Halide
 // buffers of the layer, with host copies behind the state views; tensors
 // with device = 1 are wrapped without copies, host tensors are copied in
 // and out. Kernels run in the layer's context and stream, which normrt's
 // handlers for Halide's halide_cuda_acquire_context / get_stream hooks hand
-// to Halide's CUDA runtime while the layer is being called. A layer is, like a torch
-// module, not meant to be called from two threads at once; different layers
-// may be used concurrently.
+// to Halide's CUDA runtime while the layer is being called.
 //
 //===----------------------------------------------------------------------===//
 
@@ -226,9 +226,6 @@ struct normrt_layer {
   bool hostViews = false;
 
   bool onDevice() const { return cuda != nullptr; }
-  int64_t &batchesTracked() {
-    return *reinterpret_cast<int64_t *>(counter.host.data());
-  }
   /// The persistent buffers, for moving them between host and device.
   std::vector<StateBuffer *> stateBuffers() {
     return {&weight,     &bias,          &runningMean,    &runningVar,
@@ -308,10 +305,14 @@ void installCudaHooks(const normrt_cuda_api *api) {
   });
 }
 
+/// What Halide's error handler last said on this thread.
+const char *halideText() {
+  return halideMessage.empty() ? "no message" : halideMessage.c_str();
+}
+
 int halideFailure(const normrt_layer *layer, const char *what, int rc) {
   return fail("%s for layer '%s' failed (Halide error %d): %s", what,
-              layer->desc->name, rc,
-              halideMessage.empty() ? "no message" : halideMessage.c_str());
+              layer->desc->name, rc, halideText());
 }
 
 /// Waits for the layer's stream, then copies the buffer's device values to
@@ -450,8 +451,7 @@ int callKernel(normrt_layer *layer, normrt_kernel_kind kind,
   int rc = fn(args.data());
   if (rc != 0)
     return fail("kernel of layer '%s' failed (Halide error %d): %s",
-                layer->desc->name, rc,
-                halideMessage.empty() ? "no message" : halideMessage.c_str());
+                layer->desc->name, rc, halideText());
   return 0;
 }
 
@@ -480,19 +480,24 @@ int setUpCudaLayer(normrt_layer *layer, const normrt_module *module) {
     if (int rc = halide_copy_to_device(layer, s->get(), interface))
       return fail("cannot create layer '%s' on CUDA target '%s': copying its "
                   "state to the device failed (Halide error %d): %s",
-                  d->name, d->target, rc,
-                  halideMessage.empty() ? "no message" : halideMessage.c_str());
+                  d->name, d->target, rc, halideText());
   }
   return 0;
+}
+
+/// Releases the primary context the layer retained, if it did.
+void releasePrimaryContext(normrt_layer *layer) {
+  std::string ignored;
+  if (layer->retainedDevice >= 0)
+    if (const normrt::cuda::Driver *d = normrt::cuda::driver(ignored))
+      d->primaryCtxRelease(layer->retainedDevice);
+  layer->retainedDevice = -1;
 }
 
 void destroyLayer(normrt_layer *layer) {
   if (layer->onDevice()) {
     releaseDeviceState(layer, /*keepValues=*/false);
-    std::string ignored;
-    if (layer->retainedDevice >= 0)
-      if (const normrt::cuda::Driver *d = normrt::cuda::driver(ignored))
-        d->primaryCtxRelease(layer->retainedDevice);
+    releasePrimaryContext(layer);
   }
   delete layer;
 }
@@ -825,11 +830,7 @@ int normrt_layer_set_cuda_stream(normrt_layer *layer, void *context,
     // values to the host; the next call uploads them into the new one.
     if (releaseDeviceState(layer, /*keepValues=*/true))
       return 1;
-    std::string ignored;
-    if (layer->retainedDevice >= 0)
-      if (const normrt::cuda::Driver *d = normrt::cuda::driver(ignored))
-        d->primaryCtxRelease(layer->retainedDevice);
-    layer->retainedDevice = -1;
+    releasePrimaryContext(layer);
     layer->cuContext = context;
   }
   layer->cuStream = stream;

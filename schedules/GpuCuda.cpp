@@ -180,15 +180,13 @@ void scheduleGpuCuda(KernelStages &k, const Target &target) {
   // kernel for its own channels, unless a reduction reads them too (then
   // they stay inline: a load or two per element, from cache).
   for (Func f : k.channelFuncs) {
-    if (isReadByReductions(k, f) || k.tensorOutputs.empty()) {
-      if (k.tensorOutputs.empty())
-        f.compute_root().gpu_tile(c, co, ci, kWarp, TailStrategy::GuardWithIf);
-      continue;
+    if (k.tensorOutputs.empty()) {
+      f.compute_root().gpu_tile(c, co, ci, kWarp, TailStrategy::GuardWithIf);
+    } else if (!isReadByReductions(k, f)) {
+      f.compute_at(k.tensorOutputs.front(), so);
+      if (!alongSpatial)
+        f.gpu_threads(c);
     }
-    Func out = k.tensorOutputs.front();
-    f.compute_at(out, so);
-    if (!alongSpatial)
-      f.gpu_threads(c);
   }
   for (Func f : k.channelOutputs)
     f.compute_root().gpu_tile(c, co, ci, 2 * kWarp,

@@ -101,8 +101,8 @@ protected:
   }
 
   /// A device copy of a host tensor, described as a device tensor.
-  normrt_tensor toDevice(const Tensor &host) {
-    normrt_tensor view = const_cast<Tensor &>(host).view();
+  normrt_tensor toDevice(Tensor &host) {
+    normrt_tensor view = host.view();
     size_t bytes = host.size() * elementSize(view.dtype);
     normrt::cuda::DevicePtr p = 0;
     EXPECT_EQ(driver->memAlloc(&p, bytes), 0);

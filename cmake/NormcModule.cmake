@@ -1,12 +1,14 @@
-# normc_add_module(<target> SPEC <file.norm> MODULE <name> [SHARED])
+# normc_add_module(<target> SPEC <file.norm> MODULE <name> [SHARED]
+#                  [NORMC_ARGS <normc options>...])
 #
 # Compiles a .norm spec with normc at build time and makes <target> an
 # INTERFACE library that carries the generated header's directory, the
 # module's static library and the normrt runtime. With SHARED, the build also
 # writes lib<name>.so (normrt included) for FFI users; its path is in the
-# target property NORMC_SHARED_LIBRARY.
+# target property NORMC_SHARED_LIBRARY. NORMC_ARGS go to normc as they are
+# (--autoschedule=... for the benchmark's baselines).
 function(normc_add_module target)
-  cmake_parse_arguments(ARG "SHARED" "SPEC;MODULE" "" ${ARGN})
+  cmake_parse_arguments(ARG "SHARED" "SPEC;MODULE" "NORMC_ARGS" ${ARGN})
   get_filename_component(spec "${ARG_SPEC}" ABSOLUTE)
   set(dir "${CMAKE_CURRENT_BINARY_DIR}/${target}.normc")
   set(outputs "${dir}/${ARG_MODULE}.a" "${dir}/${ARG_MODULE}.h")
@@ -18,6 +20,7 @@ function(normc_add_module target)
   add_custom_command(
     OUTPUT ${outputs}
     COMMAND normc "${spec}" -o "${dir}" --module ${ARG_MODULE} ${extra}
+            ${ARG_NORMC_ARGS}
     DEPENDS normc normrt "${spec}"
     COMMENT "normc ${ARG_MODULE}: ${ARG_SPEC}"
     VERBATIM)

@@ -10,6 +10,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "compiler/Emitter.h"
+#include "compiler/Autoschedule.h"
 #include "compiler/KernelAlgorithms.h"
 #include "compiler/NormDialect.h"
 #include "runtime/include/normrt/module.h"
@@ -53,6 +54,8 @@ struct PlannedKernel {
   /// function that picks the best the machine supports at run time.
   std::vector<Halide::Target> targets;
   std::vector<std::string> users; ///< "layer/target" for the header
+  /// Set when a Halide autoscheduler, not normc, schedules the kernel.
+  AutoscheduleOptions autoschedule;
 };
 
 struct PlannedLayer {
@@ -125,6 +128,9 @@ int32_t normrtDtype(const Halide::Type &type) {
 }
 
 llvm::Expected<Plan> makePlan(ModuleOp module, const EmitOptions &options) {
+  if (options.autoschedule.enabled())
+    if (llvm::Error error = loadAutoscheduler(options.autoschedule))
+      return std::move(error);
   Plan plan;
   llvm::StringMap<int> byKey;
   llvm::StringMap<int> layerIndex; // "layer/target" -> plan.layers index
@@ -190,6 +196,7 @@ llvm::Expected<Plan> makePlan(ModuleOp module, const EmitOptions &options) {
       planned.function = options.moduleName + "__" + kernel.sym_name().str();
       planned.config = config;
       planned.targets = targets;
+      planned.autoschedule = options.autoschedule;
       plan.kernels.push_back(std::move(planned));
     } else {
       index = found->second;
@@ -220,16 +227,20 @@ Halide::Target kernelTarget(const Halide::Target &target) {
 
 /// Builds, schedules and lowers one kernel for one target into a Halide
 /// module named `function`. Halide errors are thrown as Halide::Error.
-Halide::Module lowerKernel(const KernelConfig &config,
+Halide::Module lowerKernel(const PlannedKernel &kernel,
                            const Halide::Target &target,
                            const std::string &function) {
-  KernelConfig targetConfig = config;
+  KernelConfig targetConfig = kernel.config;
   targetConfig.bfloatAsBits = target.has_gpu_feature();
   KernelAlgorithm algorithm = buildKernelAlgorithm(targetConfig);
-  std::string error;
-  if (!schedules::applySchedule(algorithm.stages, target, error))
-    throw Halide::CompileError(function + ": " + error);
   Halide::Pipeline pipeline(algorithm.outputs);
+  if (kernel.autoschedule.enabled()) {
+    autoschedule(algorithm, pipeline, target, kernel.autoschedule);
+  } else {
+    std::string error;
+    if (!schedules::applySchedule(algorithm.stages, target, error))
+      throw Halide::CompileError(function + ": " + error);
+  }
   return pipeline.compile_to_module(algorithm.inputs, function,
                                     kernelTarget(target));
 }
@@ -237,7 +248,7 @@ Halide::Module lowerKernel(const KernelConfig &config,
 llvm::Expected<Halide::Module> compileKernel(const PlannedKernel &kernel,
                                              const Halide::Target &target) {
   try {
-    return lowerKernel(kernel.config, target, kernel.function);
+    return lowerKernel(kernel, target, kernel.function);
   } catch (const Halide::Error &e) {
     return makeError("Halide failed to compile " + kernel.function + ": " +
                      e.what());
@@ -270,7 +281,7 @@ llvm::Error compileKernelObjects(const PlannedKernel &kernel,
   try {
     if (kernel.targets.size() == 1) {
       Halide::Module module =
-          lowerKernel(kernel.config, kernel.targets[0], kernel.function);
+          lowerKernel(kernel, kernel.targets[0], kernel.function);
       std::string object = (base + ".o").str();
       module.compile({{Halide::OutputFileType::object, object}});
       objects.push_back(object);
@@ -283,12 +294,11 @@ llvm::Error compileKernelObjects(const PlannedKernel &kernel,
       suffixes.push_back(targetSuffix(kernel.targets[i], i));
     }
     std::string library = (base + "_multi.a").str();
-    KernelConfig config = kernel.config;
     Halide::compile_multitarget(
         kernel.function, {{Halide::OutputFileType::static_library, library}},
         targets, suffixes,
-        [config](const std::string &name, const Halide::Target &target) {
-          return lowerKernel(config, target, name);
+        [&kernel](const std::string &name, const Halide::Target &target) {
+          return lowerKernel(kernel, target, name);
         });
     return extractArchive(library, base.str().str(), objects);
   } catch (const Halide::Error &e) {

@@ -16,6 +16,8 @@
 #ifndef NORMC_COMPILER_EMITTER_H
 #define NORMC_COMPILER_EMITTER_H
 
+#include "compiler/Autoschedule.h"
+
 #include "mlir/IR/BuiltinOps.h"
 
 #include "llvm/Support/Error.h"
@@ -31,6 +33,8 @@ struct EmitOptions {
   std::string outputDir;
   bool shared = false;      ///< also link lib<module>.so
   std::string runtimeLib;   ///< libnormrt.a, needed when `shared`
+  /// A Halide autoscheduler instead of normc's schedules (a baseline).
+  AutoscheduleOptions autoschedule;
 };
 
 /// Writes `<module>.a` and `<module>.h` (and the .so) into outputDir.

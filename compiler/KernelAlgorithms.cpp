@@ -125,12 +125,15 @@ struct TensorInput {
   }
 };
 
-/// sum over (s, n) of `value(r.x, r.y)` for each channel.
+/// sum over (s, n) of `value(s, n)` for each channel. The images are summed
+/// last to first: a channel-blocked schedule that writes the channel's output
+/// first to last then starts on the images it read last, which are the ones
+/// still in the core's cache (schedules/CpuPlanar.cpp).
 Func channelSum(const std::string &name, const RDom &r, Var c, const Arith &A,
                 const std::function<Tuple(Expr, Expr)> &value,
                 schedules::KernelStages &k) {
   Func f(name);
-  Tuple first = value(r.x, r.y);
+  Tuple first = value(r.x, k.batch - 1 - r.y);
   std::vector<Expr> zeros(first.size(), A.constant(0));
   f(c) = Tuple(zeros);
   std::vector<Expr> updated;
@@ -287,6 +290,7 @@ KernelAlgorithm updateStats(const KernelConfig &cfg) {
   a.images = {batchMean, batchVar, runningMean, runningVar, counter};
   a.inputs.assign(a.images.begin(), a.images.end());
   a.inputs.push_back(count);
+  a.scalars.push_back(count.parameter());
   a.outputs = {meanOut, varOut, counterOut};
   k.ioType = cfg.paramType;
   k.channelOutputs = {meanOut, varOut};

@@ -53,6 +53,8 @@ struct KernelAlgorithm {
   std::vector<Halide::Argument> inputs;  ///< in argument order
   /// The buffer inputs among `inputs`, for binding them in JIT tests.
   std::vector<Halide::ImageParam> images;
+  /// The scalar inputs among `inputs` (update_stats' count), for estimates.
+  std::vector<Halide::Internal::Parameter> scalars;
   schedules::KernelStages stages;
 };
 

@@ -27,6 +27,9 @@ using namespace Halide;
 namespace normc {
 namespace schedules {
 
+/// Channels enough to keep every core busy with one task per channel.
+constexpr int kChannelsForWholeTasks = 16;
+
 /// Images (or rows of S values) per parallel task.
 static Expr imagesPerTask(const KernelStages &k) {
   return unitsPerTask(k.spatial);
@@ -35,21 +38,22 @@ static Expr imagesPerTask(const KernelStages &k) {
 /// Within one channel: the sum over (s, n) as V lane accumulators per group
 /// of images (rfactor over the lanes of s and over image groups), groups as
 /// parallel tasks; the channel's total adds the partials.
+/// The groups run as parallel tasks when `parallelGroups` holds (a
+/// specialization), serially otherwise.
 static void scheduleLanesPerImage(Func f, RDom r, const KernelStages &k,
-                                  int V) {
+                                  int V, Expr imagesPerGroup,
+                                  Expr parallelGroups) {
   Var c = k.c;
   RVar rxo("rxo"), rxi("rxi"), group("group"), groupInner("group_inner");
   Var lane("lane"), task("task");
   Func partial = f.update()
-                     .split(r.y, group, groupInner, imagesPerTask(k),
+                     .split(r.y, group, groupInner, imagesPerGroup,
                             TailStrategy::GuardWithIf)
                      .split(r.x, rxo, rxi, V, TailStrategy::GuardWithIf)
                      .rfactor({{rxi, lane}, {group, task}});
-  partial.compute_at(f, c).vectorize(lane).parallel(task);
-  partial.update()
-      .reorder(lane, rxo, groupInner, task)
-      .vectorize(lane)
-      .parallel(task);
+  partial.compute_at(f, c).vectorize(lane);
+  partial.update().reorder(lane, rxo, groupInner, task).vectorize(lane);
+  partial.update().specialize(parallelGroups).parallel(task);
 }
 
 static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
@@ -70,7 +74,7 @@ static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
   // accumulators per image, images in parallel too (nested), so that a few
   // channels (C = 3, or 1) with a large N x S still use every core.
   f.update().parallel(c);
-  scheduleLanesPerImage(f, r, k, V);
+  scheduleLanesPerImage(f, r, k, V, imagesPerTask(k), k.channels < 64);
 }
 
 /// Channel-blocked schedule for kernels that reduce and then write a tensor
@@ -80,18 +84,28 @@ static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
 static void scheduleBlocked(KernelStages &k, int V) {
   Func out = k.tensorOutputs[0];
   Var s = k.s, c = k.c, n = k.n;
-  // Channels in parallel, and groups of images within a channel (nested)
-  // so that a few channels still use every core.
+  // Channels in parallel, each channel one task when there are enough of
+  // them: the core that summed the channel's images (last to first) then
+  // writes the output from the first image, which it read last and still
+  // has in its L2. With few channels, groups of images within a channel are
+  // tasks too (nested), so that a few channels still use every core.
+  // (A parallel loop of one task still costs a trip through the thread
+  // pool, about as much as a 14 x 14 channel's work: so the specialization.)
+  Expr fewChannels = k.channels < kChannelsForWholeTasks;
+  Expr imagesPerChannelTask = select(fewChannels, imagesPerTask(k), k.batch);
   Var group("group");
   out.reorder(s, n, c)
-      .split(n, group, n, imagesPerTask(k), TailStrategy::GuardWithIf)
-      .parallel(c)
-      .parallel(group);
-  out.specialize(k.spatial >= V).vectorize(s, V, TailStrategy::ShiftInwards);
+      .split(n, group, n, imagesPerChannelTask, TailStrategy::GuardWithIf)
+      .parallel(c);
+  Stage nested = out.specialize(fewChannels).parallel(group);
+  for (Stage stage : {nested, Stage(out)})
+    stage.specialize(k.spatial >= V)
+        .vectorize(s, V, TailStrategy::ShiftInwards);
   for (auto &reduction : k.reductions) {
     Func f = reduction.first;
     f.compute_at(out, c);
-    scheduleLanesPerImage(f, reduction.second, k, V);
+    scheduleLanesPerImage(f, reduction.second, k, V, imagesPerChannelTask,
+                          fewChannels);
   }
   for (Func f : k.channelFuncs)
     f.compute_at(out, c);
@@ -104,9 +118,11 @@ void scheduleCpuPlanar(KernelStages &k, const Target &target) {
   Var s = k.s, c = k.c, n = k.n;
   // Measured on the 2-core development VM (64x64x112x112 f32): blocking
   // took train forward from 2.28x to 2.06x a copy (with a fuzzer busy on the
-  // other core), but makes backward slower even on a quiet machine (3.23x
-  // blocked vs 2.92x at root; 5.0x vs 4.3x on 32x256x14x14): a channel's x
-  // and dy slabs together outgrow the 2 MB L2. So only train forward is
+  // other core); one task per channel with the images summed last to first
+  // took it to 1.57x (from 1.77x to 2.0x with nested image groups, on a VM
+  // with 2 MB of L2 a core). Backward blocked the same way is no faster
+  // (2.90x vs 2.86x) and slower on 32x256x14x14 (5.6x vs 4.2x): a channel's
+  // x and dy slabs together outgrow the L2. So only train forward is
   // blocked.
   if (k.blockChannels && k.kernel == "forward_train" &&
       k.tensorOutputs.size() == 1) {

@@ -15,6 +15,8 @@
 
 #include "OneDnn.h"
 #include "bench.h"
+#include "bench_adams2019.h"
+#include "bench_mullapudi2016.h"
 #include "normrt/module.h"
 #include "normrt/normrt.h"
 
@@ -64,6 +66,12 @@ cl::opt<std::string> chartPath("chart",
                                         "gnuplot into this PNG"),
                                cl::value_desc("file.png"));
 cl::opt<bool> noOneDnn("no-onednn", cl::desc("Skip the oneDNN comparison"));
+cl::opt<std::string> baselineList(
+    "baselines",
+    cl::desc("Comma-separated Halide autoschedulers whose schedules of the "
+             "same kernels run beside normc's (Adams2019, Mullapudi2016; "
+             "the f32 2d layers, planned for 64x64x112x112), or none"),
+    cl::init("Adams2019,Mullapudi2016"));
 
 struct Shape {
   std::string name;
@@ -227,10 +235,23 @@ struct Row {
   double onednnSeconds = 0, onednnRatio = 0;
 };
 
-const normrt_layer_desc *findLayer(const std::string &name) {
-  for (int32_t i = 0; i < normc_module_bench.num_layers; ++i)
-    if (name == normc_module_bench.layers[i].name)
-      return &normc_module_bench.layers[i];
+/// The modules whose kernels the benchmark times: normc's schedules first,
+/// then the same layers scheduled by Halide's autoschedulers (baselines).
+struct Scheduled {
+  const char *schedule; ///< "normc" or the autoscheduler's name
+  const normrt_module *module;
+};
+const Scheduled kModules[] = {
+    {"normc", &normc_module_bench},
+    {"Adams2019", &normc_module_bench_adams2019},
+    {"Mullapudi2016", &normc_module_bench_mullapudi2016},
+};
+
+const normrt_layer_desc *findLayer(const normrt_module &module,
+                                   const std::string &name) {
+  for (int32_t i = 0; i < module.num_layers; ++i)
+    if (name == module.layers[i].name)
+      return &module.layers[i];
   return nullptr;
 }
 
@@ -241,77 +262,106 @@ void check(int rc, const char *what) {
   }
 }
 
-std::vector<Row> runShape(const Shape &s, const normrt_layer_desc *d,
-                          int tasks) {
-  const bool cl = d->layout != 0;
-  const int32_t dtype = d->dtype;
-  const size_t elementBytes = dtype == NORMRT_FLOAT32 ? 4 : 2;
-  const size_t bytes = size_t(s.elements()) * elementBytes;
-  Block x(bytes), y(bytes), dy(bytes), dx(bytes);
-  fillTensor(x.data, dtype, s.elements());
-  fillTensor(dy.data, dtype, s.elements());
-  std::vector<float> w(s.c, 1.0f), b(s.c, 0.0f), mean(s.c), invstd(s.c),
-      var(s.c), rm(s.c, 0.0f), rv(s.c, 1.0f), rm2(s.c), rv2(s.c), dw(s.c),
-      db(s.c);
-  int64_t counter = 0, counter2 = 0, count = s.n * s.spatialSize();
-
+/// Every tensor and per-channel vector of one shape, and the argument lists
+/// of the kernels (normrt/module.h) over them.
+struct ShapeData {
+  const Shape &shape;
+  size_t bytes;
+  Block x, y, dy, dx;
+  std::vector<float> w, b, mean, invstd, var, rm, rv, rm2, rv2, dw, db;
+  int64_t counter = 0, counter2 = 0, count;
   Buffer xb, yb, dyb, dxb, wb, bb, mb, ib, vb, rmb, rvb, rm2b, rv2b, dwb, dbb,
       cb, c2b;
-  tensorBuffer(xb, x.data, dtype, s, cl);
-  tensorBuffer(yb, y.data, dtype, s, cl);
-  tensorBuffer(dyb, dy.data, dtype, s, cl);
-  tensorBuffer(dxb, dx.data, dtype, s, cl);
-  for (auto [buf, vec] :
-       {std::pair{&wb, &w}, {&bb, &b}, {&mb, &mean}, {&ib, &invstd},
-        {&vb, &var}, {&rmb, &rm}, {&rvb, &rv}, {&rm2b, &rm2}, {&rv2b, &rv2},
-        {&dwb, &dw}, {&dbb, &db}})
-    vectorBuffer(*buf, vec->data(), s.c);
-  for (auto [buf, value] : {std::pair{&cb, &counter}, {&c2b, &counter2}}) {
-    buf->buffer.host = reinterpret_cast<uint8_t *>(value);
-    buf->buffer.type = halide_type_t(halide_type_int, 64);
-    buf->buffer.dimensions = 0;
-  }
-
-  // Every kernel takes Halide's user context first (normrt/module.h).
+  // Every kernel takes Halide's user context first.
   void *userContext = nullptr;
-  std::vector<void *> train = {&userContext, xb.get(), wb.get(), bb.get(), yb.get(),
-                               mb.get(), ib.get(), vb.get()};
-  std::vector<void *> update = {&userContext, mb.get(),   vb.get(),   rmb.get(),
-                                rvb.get(),  cb.get(),   &count,
-                                rm2b.get(), rv2b.get(), c2b.get()};
-  std::vector<void *> eval = {&userContext, xb.get(), rmb.get(), rvb.get(),
-                              wb.get(), bb.get(), yb.get()};
-  std::vector<void *> back = {&userContext, xb.get(), dyb.get(), mb.get(), ib.get(),
-                              wb.get(), dxb.get(), dwb.get(), dbb.get()};
-  check(d->kernels[NORMRT_KERNEL_FORWARD_TRAIN](train.data()), "forward_train");
+  std::vector<void *> train, update, eval, back;
 
-  double copy = medianSeconds([&] { parallelCopy(x.data, y.data, bytes, tasks); });
+  ShapeData(const Shape &s, int32_t dtype, bool cl)
+      : shape(s),
+        bytes(size_t(s.elements()) * (dtype == NORMRT_FLOAT32 ? 4 : 2)),
+        x(bytes), y(bytes), dy(bytes), dx(bytes), w(s.c, 1.0f), b(s.c, 0.0f),
+        mean(s.c), invstd(s.c), var(s.c), rm(s.c, 0.0f), rv(s.c, 1.0f),
+        rm2(s.c), rv2(s.c), dw(s.c), db(s.c), count(s.n * s.spatialSize()) {
+    fillTensor(x.data, dtype, s.elements());
+    fillTensor(dy.data, dtype, s.elements());
+    tensorBuffer(xb, x.data, dtype, s, cl);
+    tensorBuffer(yb, y.data, dtype, s, cl);
+    tensorBuffer(dyb, dy.data, dtype, s, cl);
+    tensorBuffer(dxb, dx.data, dtype, s, cl);
+    for (auto [buf, vec] :
+         {std::pair{&wb, &w}, {&bb, &b}, {&mb, &mean}, {&ib, &invstd},
+          {&vb, &var}, {&rmb, &rm}, {&rvb, &rv}, {&rm2b, &rm2},
+          {&rv2b, &rv2}, {&dwb, &dw}, {&dbb, &db}})
+      vectorBuffer(*buf, vec->data(), s.c);
+    for (auto [buf, value] : {std::pair{&cb, &counter}, {&c2b, &counter2}}) {
+      buf->buffer.host = reinterpret_cast<uint8_t *>(value);
+      buf->buffer.type = halide_type_t(halide_type_int, 64);
+      buf->buffer.dimensions = 0;
+    }
+    train = {&userContext, xb.get(), wb.get(), bb.get(), yb.get(),
+             mb.get(),     ib.get(), vb.get()};
+    update = {&userContext, mb.get(), vb.get(),   rmb.get(),  rvb.get(),
+              cb.get(),     &count,   rm2b.get(), rv2b.get(), c2b.get()};
+    eval = {&userContext, xb.get(), rmb.get(), rvb.get(),
+            wb.get(),     bb.get(), yb.get()};
+    back = {&userContext, xb.get(),  dyb.get(), mb.get(), ib.get(),
+            wb.get(),     dxb.get(), dwb.get(), dbb.get()};
+  }
+};
+
+/// The copy row and one row per kernel of layer `d` on `data`. A baseline's
+/// kernels may reject a shape (an autoscheduler plans for one shape and may
+/// split loops by more than a smaller tensor's extent): no rows then.
+std::vector<Row> kernelRows(const normrt_layer_desc *d, ShapeData &data,
+                            double copy, const std::string &config) {
+  const normrt_kernel_fn *k = d->kernels;
+  if (k[NORMRT_KERNEL_FORWARD_TRAIN](data.train.data()) != 0) {
+    llvm::errs() << "\nnormc-bench: " << config << " cannot run "
+                 << data.shape.name << "; no rows\n";
+    return {};
+  }
   auto row = [&](const char *kernel, double seconds, double transfers) {
-    return Row{s.name, d->name, kernel, seconds,
-               transfers * double(bytes) / seconds / 1e9, seconds / copy};
+    return Row{data.shape.name, config, kernel, seconds,
+               transfers * double(data.bytes) / seconds / 1e9, seconds / copy};
   };
   std::vector<Row> rows;
   rows.push_back(row("copy", copy, 2));
   rows.push_back(row("train", medianSeconds([&] {
-                       check(d->kernels[NORMRT_KERNEL_FORWARD_TRAIN](train.data()),
+                       check(k[NORMRT_KERNEL_FORWARD_TRAIN](data.train.data()),
                              "forward_train");
-                       check(d->kernels[NORMRT_KERNEL_UPDATE_STATS](update.data()),
+                       check(k[NORMRT_KERNEL_UPDATE_STATS](data.update.data()),
                              "update_stats");
                      }),
                      2));
   rows.push_back(row("eval", medianSeconds([&] {
-                       check(d->kernels[NORMRT_KERNEL_FORWARD_EVAL](eval.data()),
+                       check(k[NORMRT_KERNEL_FORWARD_EVAL](data.eval.data()),
                              "forward_eval");
                      }),
                      2));
   rows.push_back(row("backward", medianSeconds([&] {
-                       check(d->kernels[NORMRT_KERNEL_BACKWARD](back.data()),
+                       check(k[NORMRT_KERNEL_BACKWARD](data.back.data()),
                              "backward");
                      }),
                      3));
+  return rows;
+}
+
+/// normc's rows for layer `config` on shape `s` (with oneDNN beside them),
+/// then the rows of each autoscheduled baseline that has the layer.
+std::vector<Row> runShape(const Shape &s, const std::string &config,
+                          const std::vector<std::string> &baselines,
+                          int tasks) {
+  const normrt_layer_desc *d = findLayer(normc_module_bench, config);
+  const bool cl = d->layout != 0;
+  ShapeData data(s, d->dtype, cl);
+  check(d->kernels[NORMRT_KERNEL_FORWARD_TRAIN](data.train.data()),
+        "forward_train");
+  double copy = medianSeconds(
+      [&] { parallelCopy(data.x.data, data.y.data, data.bytes, tasks); });
+  std::vector<Row> rows = kernelRows(d, data, copy, config);
 
   OneDnnKernels dnnl;
-  if (!noOneDnn && dtype == NORMRT_FLOAT32 &&
+  if (!noOneDnn && d->dtype == NORMRT_FLOAT32 &&
       makeOneDnnKernels({s.n, s.c, s.spatialSize(), cl}, dnnl)) {
     rows[1].onednnSeconds = medianSeconds(dnnl.forwardTrain);
     rows[2].onednnSeconds = medianSeconds(dnnl.forwardEval);
@@ -319,14 +369,24 @@ std::vector<Row> runShape(const Shape &s, const normrt_layer_desc *d,
     for (int i = 1; i <= 3; ++i)
       rows[i].onednnRatio = rows[i].onednnSeconds / copy;
   }
+
+  for (const Scheduled &m : kModules) {
+    if (llvm::find(baselines, m.schedule) == baselines.end())
+      continue;
+    if (const normrt_layer_desc *b = findLayer(*m.module, config)) {
+      std::vector<Row> more =
+          kernelRows(b, data, copy, config + "/" + m.schedule);
+      rows.insert(rows.end(), more.begin(), more.end());
+    }
+  }
   return rows;
 }
 
 void printTable(const std::vector<Row> &rows, llvm::raw_ostream &os) {
-  os << "shape                config     kernel            ms     GB/s   "
-        "x copy   oneDNN ms   x copy vs oneDNN\n";
+  os << "shape                config                  kernel            ms "
+        "    GB/s   x copy   oneDNN ms   x copy vs oneDNN\n";
   for (const Row &r : rows) {
-    os << llvm::format("%-20s %-10s %-9s %10.3f %8.2f %8.2f", r.shape.c_str(),
+    os << llvm::format("%-20s %-23s %-9s %10.3f %8.2f %8.2f", r.shape.c_str(),
                        r.config.c_str(), r.kernel.c_str(), r.seconds * 1e3,
                        r.gbps, r.ratio);
     if (r.onednnSeconds > 0)
@@ -389,6 +449,11 @@ int main(int argc, char **argv) {
   cl::ParseCommandLineOptions(argc, argv,
                               "normc-bench: BatchNorm kernels against a copy "
                               "of the same tensor and against oneDNN\n");
+  // Kernels are called directly, not through normrt: print Halide's
+  // message of a failed call before check() stops the run.
+  halide_set_error_handler([](void *, const char *message) {
+    llvm::errs() << "normc-bench: " << message;
+  });
   int workers = threads > 0 ? int(threads)
                             : int(std::max(1u, std::thread::hardware_concurrency()));
   halide_set_num_threads(workers);
@@ -407,13 +472,31 @@ int main(int argc, char **argv) {
       configs.push_back(p.trim().str());
   }
 
+  std::vector<std::string> baselines;
+  if (baselineList != "none") {
+    llvm::SmallVector<llvm::StringRef> parts;
+    llvm::StringRef(baselineList).split(parts, ',', -1, false);
+    for (llvm::StringRef p : parts) {
+      std::string name = p.trim().str();
+      if (name == "normc" ||
+          llvm::none_of(kModules, [&](const Scheduled &m) {
+            return name == m.schedule;
+          })) {
+        llvm::errs() << "normc-bench: unknown baseline '" << name
+                     << "' (Adams2019, Mullapudi2016 or none)\n";
+        return 2;
+      }
+      baselines.push_back(name);
+    }
+  }
+
   llvm::outs() << "normc-bench: " << workers << " threads, median of "
                << samples << " calls; x copy = time / copy of x with the "
                << "same threads\n";
   std::vector<Row> rows;
   for (const Shape &s : suite(suiteName)) {
     for (const std::string &config : configs) {
-      const normrt_layer_desc *d = findLayer(config);
+      const normrt_layer_desc *d = findLayer(normc_module_bench, config);
       if (!d) {
         llvm::errs() << "normc-bench: unknown config '" << config << "'\n";
         return 2;
@@ -421,7 +504,7 @@ int main(int argc, char **argv) {
       // (N, C) shapes on BatchNorm1d layers, the others on 2d layers.
       if ((d->spatial_rank == 1) != s.spatial.empty())
         continue;
-      std::vector<Row> shapeRows = runShape(s, d, workers * 4);
+      std::vector<Row> shapeRows = runShape(s, config, baselines, workers * 4);
       printTable(shapeRows, llvm::outs());
       llvm::outs().flush();
       rows.insert(rows.end(), shapeRows.begin(), shapeRows.end());

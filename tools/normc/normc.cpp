@@ -73,6 +73,77 @@ cl::opt<std::string>
                         "(default: found beside normc)"),
                cl::value_desc("path"), cl::cat(normcCategory));
 
+cl::opt<std::string> autoscheduler(
+    "autoschedule",
+    cl::desc("Schedule every kernel with one of Halide's autoschedulers "
+             "(Adams2019, Mullapudi2016, Li2018) instead of normc's own "
+             "schedules: a baseline for normc-bench; needs --estimate"),
+    cl::value_desc("name"), cl::cat(normcCategory));
+cl::opt<std::string> estimate(
+    "estimate",
+    cl::desc("The tensor shape an autoscheduler plans for, N x C x spatial "
+             "extents (like 64x64x112x112)"),
+    cl::value_desc("shape"), cl::cat(normcCategory));
+cl::opt<std::string> machineParams(
+    "machine-params",
+    cl::desc("Halide MachineParams for the autoscheduler: parallelism,"
+             "last-level cache bytes,balance (default: Halide's generic)"),
+    cl::value_desc("P,LLC,B"), cl::cat(normcCategory));
+cl::opt<std::string> autoschedulerPluginOpt(
+    "autoscheduler-plugin",
+    cl::desc("The plugin library that registers the autoscheduler (default: "
+             "Halide's, found where normc was built against)"),
+    cl::value_desc("path"), cl::cat(normcCategory));
+
+/// The autoscheduler options from the command line, or an error for a
+/// usage mistake.
+llvm::Expected<AutoscheduleOptions> autoscheduleOptions() {
+  AutoscheduleOptions options;
+  if (autoscheduler.empty()) {
+    if (!estimate.empty() || !machineParams.empty() ||
+        !autoschedulerPluginOpt.empty())
+      return llvm::createStringError(
+          llvm::inconvertibleErrorCode(),
+          "--estimate, --machine-params and --autoscheduler-plugin only "
+          "apply with --autoschedule");
+    return options;
+  }
+  options.name = autoscheduler;
+  if (estimate.empty())
+    return llvm::createStringError(
+        llvm::inconvertibleErrorCode(),
+        "--autoschedule=" + autoscheduler +
+            " needs --estimate=NxCx...: the tensor shape to plan for");
+  auto shape = parseShape(estimate);
+  if (!shape)
+    return shape.takeError();
+  options.shape = *shape;
+  if (!machineParams.empty()) {
+    llvm::SmallVector<llvm::StringRef> parts;
+    llvm::StringRef(machineParams).split(parts, ',');
+    double value;
+    if (parts.size() != 3 ||
+        llvm::any_of(parts, [&](llvm::StringRef p) {
+          return p.trim().getAsDouble(value) || value <= 0;
+        }))
+      return llvm::createStringError(
+          llvm::inconvertibleErrorCode(),
+          "bad --machine-params '" + machineParams +
+              "': expected parallelism,cache bytes,balance (like "
+              "16,16777216,40)");
+    options.machineParams = machineParams;
+  }
+  if (!autoschedulerPluginOpt.empty()) {
+    options.plugin = autoschedulerPluginOpt;
+  } else {
+    auto plugin = autoschedulerPlugin(options.name, NORMC_HALIDE_PLUGIN_DIR);
+    if (!plugin)
+      return plugin.takeError();
+    options.plugin = *plugin;
+  }
+  return options;
+}
+
 /// A C identifier made from `name`.
 std::string sanitizeModuleName(llvm::StringRef name) {
   std::string out;
@@ -119,6 +190,10 @@ int main(int argc, char **argv) {
       "  normc SPEC.norm -o DIR      writes DIR/<module>.a and DIR/<module>.h\n"
       "  normc SPEC.norm --emit=mlir prints a stage (ast, mlir, kernels, "
       "stmt, header)\n");
+
+  auto autoschedule = autoscheduleOptions();
+  if (!autoschedule)
+    return reportError(autoschedule.takeError(), kUsageError);
 
   auto file = llvm::MemoryBuffer::getFileOrSTDIN(inputFilename);
   if (std::error_code ec = file.getError()) {
@@ -182,6 +257,7 @@ int main(int argc, char **argv) {
                             : llvm::StringRef(moduleNameOpt));
   options.outputDir = outputDir;
   options.shared = sharedLib;
+  options.autoschedule = *autoschedule;
   options.runtimeLib = runtimeLib.empty() ? findRuntimeLib(argv[0])
                                           : std::string(runtimeLib);
 

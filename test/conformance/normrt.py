@@ -97,6 +97,23 @@ def tensor(array):
     return t
 
 
+def device_tensor(t):
+    """A normrt_tensor (device = 1) for a torch CUDA tensor, strides
+    included; bf16 and the other dtypes by torch's dtype."""
+    import torch
+    dtypes = {torch.float32: FLOAT32, torch.float64: FLOAT64,
+              torch.float16: FLOAT16, torch.bfloat16: BFLOAT16}
+    out = Tensor()
+    out.data = t.data_ptr()
+    out.ndim = t.dim()
+    for i, extent in enumerate(t.shape):
+        out.shape[i] = extent
+        out.strides[i] = t.stride(i)
+    out.dtype = dtypes[t.dtype]
+    out.device = 1
+    return out
+
+
 class Layer:
     def __init__(self, library, name, target):
         self.library = library
@@ -142,6 +159,20 @@ class Layer:
             self.handle, ctypes.byref(xt), ctypes.byref(dyt), ctypes.byref(dxt),
             dwp, dbp))
         return dx, dw, db
+
+    def forward_device(self, x, y):
+        """forward on torch CUDA tensors (device = 1, no copies)."""
+        xt, yt = device_tensor(x), device_tensor(y)
+        self.library.check(self.lib.normrt_layer_forward(
+            self.handle, ctypes.byref(xt), ctypes.byref(yt)))
+
+    def backward_device(self, x, dy, dx, dw=None, db=None):
+        """backward on torch CUDA tensors; dw and db may be None."""
+        ts = [device_tensor(t) if t is not None else None
+              for t in (x, dy, dx, dw, db)]
+        self.library.check(self.lib.normrt_layer_backward(
+            self.handle, *[ctypes.byref(t) if t is not None else None
+                           for t in ts]))
 
     def state(self, name):
         """A numpy array aliasing the layer's storage for `name`."""

@@ -101,9 +101,9 @@ def shapes_for(rank, c):
 class Runner:
     """One normc layer and its torch twin, stepped together."""
 
-    def __init__(self, case, name, seed=0):
+    def __init__(self, case, name, seed=0, target="cpu"):
         self.case = case
-        self.ours = LIBRARY.layer(name)
+        self.ours = LIBRARY.layer(name, target)
         self.info = self.ours.info
         self.dtype = self.ours.dtype
         self.torch = torch_module(self.info)
@@ -141,6 +141,14 @@ class Runner:
             return normrt.from_bfloat16(stored).astype(np.float64)
         return np.asarray(stored, dtype=np.float64)
 
+    def forward_ours(self, x):
+        """Our layer's y for the stored tensor x (numpy, in and out)."""
+        return self.ours.forward(x)
+
+    def backward_ours(self, x, dy):
+        """Our layer's dx, dweight, dbias (numpy)."""
+        return self.ours.backward(x, dy)
+
     def uses_batch_stats(self, training):
         return training or not self.info.track_running_stats
 
@@ -157,7 +165,7 @@ class Runner:
                 self.torch.running_mean.copy_(torch.from_numpy(self.ours.state("running_mean").astype(np.float64)))
                 self.torch.running_var.copy_(torch.from_numpy(self.ours.state("running_var").astype(np.float64)))
 
-        y = self.ours.forward(x)
+        y = self.forward_ours(x)
         xt = torch.from_numpy(self.decode(x))
         with torch.no_grad():
             yt = self.torch(xt)
@@ -176,7 +184,7 @@ class Runner:
             case.assertEqual(int(self.ours.state("num_batches_tracked")),
                              int(self.torch.num_batches_tracked), f"num_batches_tracked ({where})")
 
-        dx, dw, db = self.ours.backward(x, dy)
+        dx, dw, db = self.backward_ours(x, dy)
         as64 = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float64))
         dy64 = torch.from_numpy(self.decode(dy))
         weight = self.torch.weight.detach() if self.info.affine else None

@@ -64,18 +64,13 @@ class CudaRunner(conf.Runner):
         self.gpu_twin = twin.to("cuda")
 
     def sync_twin_parameters(self):
-        if self.info.affine:
-            with torch.no_grad():
-                self.gpu_twin.weight.copy_(torch.from_numpy(
-                    self.ours.state("weight")))
-                self.gpu_twin.bias.copy_(torch.from_numpy(
-                    self.ours.state("bias")))
-        if self.info.track_running_stats:
-            with torch.no_grad():
-                self.gpu_twin.running_mean.copy_(torch.from_numpy(
-                    self.ours.state("running_mean")))
-                self.gpu_twin.running_var.copy_(torch.from_numpy(
-                    self.ours.state("running_var")))
+        """The twin takes our parameters and running statistics as stored."""
+        names = (("weight", "bias") if self.info.affine else ()) + \
+            (("running_mean", "running_var") if self.info.track_running_stats else ())
+        with torch.no_grad():
+            for name in names:
+                getattr(self.gpu_twin, name).copy_(
+                    torch.from_numpy(self.ours.state(name)))
 
     def forward_ours(self, x):
         self.sync_twin_parameters()

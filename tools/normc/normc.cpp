@@ -95,6 +95,10 @@ cl::opt<std::string> autoschedulerPluginOpt(
              "Halide's, found where normc was built against)"),
     cl::value_desc("path"), cl::cat(normcCategory));
 
+llvm::Error usageError(const llvm::Twine &message) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
+}
+
 /// The autoscheduler options from the command line, or an error for a
 /// usage mistake.
 llvm::Expected<AutoscheduleOptions> autoscheduleOptions() {
@@ -102,18 +106,14 @@ llvm::Expected<AutoscheduleOptions> autoscheduleOptions() {
   if (autoscheduler.empty()) {
     if (!estimate.empty() || !machineParams.empty() ||
         !autoschedulerPluginOpt.empty())
-      return llvm::createStringError(
-          llvm::inconvertibleErrorCode(),
-          "--estimate, --machine-params and --autoscheduler-plugin only "
-          "apply with --autoschedule");
+      return usageError("--estimate, --machine-params and "
+                        "--autoscheduler-plugin only apply with --autoschedule");
     return options;
   }
   options.name = autoscheduler;
   if (estimate.empty())
-    return llvm::createStringError(
-        llvm::inconvertibleErrorCode(),
-        "--autoschedule=" + autoscheduler +
-            " needs --estimate=NxCx...: the tensor shape to plan for");
+    return usageError("--autoschedule=" + autoscheduler +
+                      " needs --estimate=NxCx...: the tensor shape to plan for");
   auto shape = parseShape(estimate);
   if (!shape)
     return shape.takeError();
@@ -126,11 +126,9 @@ llvm::Expected<AutoscheduleOptions> autoscheduleOptions() {
         llvm::any_of(parts, [&](llvm::StringRef p) {
           return p.trim().getAsDouble(value) || value <= 0;
         }))
-      return llvm::createStringError(
-          llvm::inconvertibleErrorCode(),
-          "bad --machine-params '" + machineParams +
-              "': expected parallelism,cache bytes,balance (like "
-              "16,16777216,40)");
+      return usageError("bad --machine-params '" + machineParams +
+                        "': expected parallelism,cache bytes,balance (like "
+                        "16,16777216,40)");
     options.machineParams = machineParams;
   }
   if (!autoschedulerPluginOpt.empty()) {

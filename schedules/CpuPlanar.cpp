@@ -27,8 +27,12 @@ using namespace Halide;
 namespace normc {
 namespace schedules {
 
-/// Channels enough to keep every core busy with one task per channel.
+/// Channels enough to keep every core busy with one task per channel, in
+/// the blocked train forward.
 constexpr int kChannelsForWholeTasks = 16;
+/// The same for reductions at root (backward): with this many channels
+/// their image groups are not nested tasks too.
+constexpr int kChannelsForFlatReductions = 64;
 
 /// Images (or rows of S values) per parallel task.
 static Expr imagesPerTask(const KernelStages &k) {
@@ -36,10 +40,9 @@ static Expr imagesPerTask(const KernelStages &k) {
 }
 
 /// Within one channel: the sum over (s, n) as V lane accumulators per group
-/// of images (rfactor over the lanes of s and over image groups), groups as
-/// parallel tasks; the channel's total adds the partials.
-/// The groups run as parallel tasks when `parallelGroups` holds (a
-/// specialization), serially otherwise.
+/// of images (rfactor over the lanes of s and over image groups); the
+/// channel's total adds the partials. The groups are parallel tasks when
+/// `parallelGroups` holds (a specialization), serial otherwise.
 static void scheduleLanesPerImage(Func f, RDom r, const KernelStages &k,
                                   int V, Expr imagesPerGroup,
                                   Expr parallelGroups) {
@@ -74,7 +77,8 @@ static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
   // accumulators per image, images in parallel too (nested), so that a few
   // channels (C = 3, or 1) with a large N x S still use every core.
   f.update().parallel(c);
-  scheduleLanesPerImage(f, r, k, V, imagesPerTask(k), k.channels < 64);
+  scheduleLanesPerImage(f, r, k, V, imagesPerTask(k),
+                        k.channels < kChannelsForFlatReductions);
 }
 
 /// Channel-blocked schedule for kernels that reduce and then write a tensor

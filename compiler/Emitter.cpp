@@ -127,6 +127,15 @@ int32_t normrtDtype(const Halide::Type &type) {
   return 0; // NORMRT_FLOAT32
 }
 
+/// Where a target's kernels run, as normrt_layer_desc::device says.
+int32_t deviceOf(const Halide::Target &t) {
+  if (t.has_feature(Halide::Target::CUDA))
+    return 1;
+  if (t.has_feature(Halide::Target::OpenCL))
+    return 2;
+  return 0;
+}
+
 llvm::Expected<Plan> makePlan(ModuleOp module, const EmitOptions &options) {
   if (options.autoschedule.enabled())
     if (llvm::Error error = loadAutoscheduler(options.autoschedule))
@@ -150,8 +159,11 @@ llvm::Expected<Plan> makePlan(ModuleOp module, const EmitOptions &options) {
                        ") has another architecture or OS than the module's "
                        "first target; put it in a spec of its own");
     }
-    if (t.has_feature(Halide::Target::CUDA))
-      plan.runtimeTarget = plan.runtimeTarget.with_feature(Halide::Target::CUDA);
+    // The module's one runtime carries the device parts its layers need.
+    for (Halide::Target::Feature api :
+         {Halide::Target::CUDA, Halide::Target::OpenCL})
+      if (t.has_feature(api))
+        plan.runtimeTarget = plan.runtimeTarget.with_feature(api);
   }
   if (!haveRuntimeTarget)
     return makeError("the module has no targets");
@@ -186,6 +198,14 @@ llvm::Expected<Plan> makePlan(ModuleOp module, const EmitOptions &options) {
       targetKey += "@" + targets.back().to_string();
     }
     const Halide::Target &t = targets.front();
+    if (config.ioType == Halide::Float(16) &&
+        t.has_feature(Halide::Target::OpenCL) &&
+        !t.has_feature(Halide::Target::CLHalf))
+      return makeError("layer '" + layer.sym_name().str() +
+                       "' has dtype f16, which OpenCL target '" +
+                       target.sym_name().str() +
+                       "' runs only with the cl_half feature (\"" +
+                       t.to_string() + "-cl_half\")");
     std::string key = config.key() + targetKey;
     auto found = byKey.find(key);
     int index;
@@ -210,7 +230,7 @@ llvm::Expected<Plan> makePlan(ModuleOp module, const EmitOptions &options) {
       planned.op = layer;
       planned.targetLabel = target.sym_name().str();
       planned.targetString = target.target().str();
-      planned.device = t.has_gpu_feature() ? 1 : 0;
+      planned.device = deviceOf(t);
       plan.layers.push_back(planned);
     }
     plan.layers[slot.first->second].kernel[static_cast<int>(kind)] = index;
@@ -232,6 +252,7 @@ Halide::Module lowerKernel(const PlannedKernel &kernel,
                            const std::string &function) {
   KernelConfig targetConfig = kernel.config;
   targetConfig.bfloatAsBits = target.has_gpu_feature();
+  targetConfig.f64ConstantsAsBits = target.has_feature(Halide::Target::OpenCL);
   KernelAlgorithm algorithm = buildKernelAlgorithm(targetConfig);
   Halide::Pipeline pipeline(algorithm.outputs);
   if (kernel.autoschedule.enabled()) {
@@ -432,7 +453,8 @@ llvm::Error writeRegistryObject(const Plan &plan, const EmitOptions &options,
       context, std::vector<llvm::Type *>(6, i8p), "normrt_cuda_api");
   llvm::StructType *moduleType = llvm::StructType::create(
       context,
-      {i32, i32, i8p, descType->getPointerTo(), cudaApiType->getPointerTo()},
+      {i32, i32, i8p, descType->getPointerTo(), cudaApiType->getPointerTo(),
+       i8p},
       "normrt_module");
 
   auto stringPtr = [&](llvm::StringRef s) -> llvm::Constant * {
@@ -508,6 +530,16 @@ llvm::Error writeRegistryObject(const Plan &plan, const EmitOptions &options,
         llvm::GlobalValue::PrivateLinkage,
         llvm::ConstantStruct::get(cudaApiType, entries), "cuda_api");
   }
+  // Halide's OpenCL device interface, when the module has OpenCL layers.
+  llvm::Constant *openclInterface =
+      llvm::ConstantPointerNull::get(llvm::cast<llvm::PointerType>(i8p));
+  if (plan.runtimeTarget.has_feature(Halide::Target::OpenCL)) {
+    llvm::FunctionCallee callee = module.getOrInsertFunction(
+        "halide_opencl_device_interface",
+        llvm::FunctionType::get(i32, {}, false));
+    openclInterface = llvm::ConstantExpr::getPointerCast(
+        llvm::cast<llvm::Constant>(callee.getCallee()), i8p);
+  }
   auto *moduleTable = new llvm::GlobalVariable(
       module, moduleType, /*isConstant=*/true,
       llvm::GlobalValue::ExternalLinkage,
@@ -515,7 +547,8 @@ llvm::Error writeRegistryObject(const Plan &plan, const EmitOptions &options,
           moduleType,
           {llvm::ConstantInt::get(i32, NORMRT_MODULE_ABI_VERSION),
            llvm::ConstantInt::get(i32, descs.size()),
-           stringPtr(options.moduleName), firstDesc, cudaApi}),
+           stringPtr(options.moduleName), firstDesc, cudaApi,
+           openclInterface}),
       "normc_module_" + options.moduleName);
 
   // static void register(void) { normrt_register_module(&table); }

@@ -22,6 +22,7 @@
 #include "llvm/Support/Format.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <cstring>
 #include <sstream>
 
 using namespace Halide;
@@ -45,6 +46,8 @@ std::string KernelConfig::key() const {
   os << norm::stringifyKernelKind(kind) << types.str();
   if (bfloatAsBits)
     os << "/bf16bits";
+  if (f64ConstantsAsBits)
+    os << "/f64bits";
   if (kind != KernelKind::UpdateStats)
     os << "/layout=" << (channelsLast ? "channels_last" : "contiguous")
        << "/blocked=" << blockChannels;
@@ -72,18 +75,39 @@ namespace {
 /// The arithmetic type of one kernel, and constants and casts in it.
 struct Arith {
   Type type;
+  /// Write f64 constants as their bits (KernelConfig::f64ConstantsAsBits).
+  bool f64AsBits = false;
   Expr operator()(Expr e) const { return cast(type, std::move(e)); }
   Expr constant(double value) const {
+    if (f64AsBits && type == Float(64) && double(float(value)) != value) {
+      uint64_t bits;
+      std::memcpy(&bits, &value, sizeof bits);
+      return reinterpret(Float(64), Internal::make_const(UInt(64), bits));
+    }
     return Internal::make_const(type, value);
   }
 };
 
-/// An element of x or dy as a value to compute with: bf16 widened to f32
-/// through its bits when the config asks for it, other types as they are.
+Arith arith(const KernelConfig &cfg, Type type) {
+  return Arith{type, cfg.f64ConstantsAsBits};
+}
+
+/// The element type of the x, dy, y and dx buffers: bf16 tensors travel as
+/// their bits (uint16) when the config asks for it, so that no bf16 value
+/// reaches a GPU backend (OpenCL C has no bf16 type; NVPTX in LLVM 14 cannot
+/// select bf16 casts). normrt hands such kernels bf16 tensors as uint16.
+Type tensorType(const KernelConfig &cfg) {
+  if (cfg.bfloatAsBits && cfg.ioType.is_bfloat())
+    return UInt(16);
+  return cfg.ioType;
+}
+
+/// An element of x or dy as a value to compute with: bf16 bits widened to
+/// f32, other types as they are.
 Expr ioValue(const KernelConfig &cfg, Expr e) {
-  if (!cfg.bfloatAsBits || !e.type().is_bfloat())
+  if (!cfg.bfloatAsBits || !cfg.ioType.is_bfloat())
     return e;
-  Expr bits = cast(UInt(32), reinterpret(UInt(16), e)) << 16;
+  Expr bits = cast(UInt(32), e) << 16;
   return reinterpret(Float(32), bits);
 }
 
@@ -96,7 +120,7 @@ Expr ioResult(const KernelConfig &cfg, Expr v) {
   Expr bits = reinterpret(UInt(32), f);
   Expr rounded = (bits + 0x7fff + ((bits >> 16) & 1)) >> 16;
   Expr result = select(is_nan(f), cast(UInt(32), 0x7fc0), rounded);
-  return reinterpret(BFloat(16), cast(UInt(16), result));
+  return cast(UInt(16), result);
 }
 
 /// Tells Halide which dimension of a [s, c, n] tensor has stride 1.
@@ -114,7 +138,7 @@ struct TensorInput {
   Expr count; ///< n = N * prod(spatial), in the arithmetic type
   TensorInput(const KernelConfig &cfg, const Arith &A, const std::string &name,
               schedules::KernelStages &k)
-      : x(cfg.ioType, 3, name) {
+      : x(tensorType(cfg), 3, name) {
     constrainLayout(x, cfg.channelsLast);
     k.spatial = x.dim(0).extent();
     k.channels = x.dim(1).extent();
@@ -211,7 +235,7 @@ KernelAlgorithm forwardTrain(const KernelConfig &cfg) {
   KernelAlgorithm a;
   schedules::KernelStages &k = a.stages;
   Var c = k.c;
-  Arith A{accumulatorType(cfg.ioType)};
+  Arith A = arith(cfg, accumulatorType(cfg.ioType));
   TensorInput in(cfg, A, "x", k);
   AffineParams params(cfg.paramType);
 
@@ -265,7 +289,7 @@ KernelAlgorithm updateStats(const KernelConfig &cfg) {
   KernelAlgorithm a;
   schedules::KernelStages &k = a.stages;
   Var c = k.c;
-  Arith A{Float(64)};
+  Arith A = arith(cfg, Float(64));
   ImageParam batchMean(cfg.paramType, 1, "batch_mean"),
       batchVar(cfg.paramType, 1, "batch_var"),
       runningMean(cfg.paramType, 1, "running_mean"),
@@ -304,7 +328,7 @@ KernelAlgorithm forwardEval(const KernelConfig &cfg) {
   KernelAlgorithm a;
   schedules::KernelStages &k = a.stages;
   Var c = k.c;
-  Arith A{accumulatorType(cfg.ioType)};
+  Arith A = arith(cfg, accumulatorType(cfg.ioType));
   TensorInput in(cfg, A, "x", k);
   ImageParam runningMean(cfg.paramType, 1, "running_mean"),
       runningVar(cfg.paramType, 1, "running_var");
@@ -331,9 +355,9 @@ KernelAlgorithm backward(const KernelConfig &cfg, bool eval) {
   KernelAlgorithm a;
   schedules::KernelStages &k = a.stages;
   Var s = k.s, c = k.c, n = k.n;
-  Arith A{accumulatorType(cfg.ioType)};
+  Arith A = arith(cfg, accumulatorType(cfg.ioType));
   TensorInput in(cfg, A, "x", k);
-  ImageParam dy(cfg.ioType, 3, "dy");
+  ImageParam dy(tensorType(cfg), 3, "dy");
   constrainLayout(dy, cfg.channelsLast);
   ImageParam statMean(cfg.paramType, 1, eval ? "running_mean" : "save_mean");
   ImageParam statSecond(cfg.paramType, 1,

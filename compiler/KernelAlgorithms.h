@@ -30,10 +30,15 @@ struct KernelConfig {
   bool blockChannels = false;
   double eps = 1e-5;
   llvm::Optional<double> momentum = 0.1; ///< None: cumulative average
-  /// Convert bf16 values through their bits (integer shifts and rounding)
-  /// instead of Halide's bf16 casts, which LLVM 14's NVPTX backend cannot
-  /// select (it aborts); set for GPU targets. Same values either way.
+  /// bf16 tensors as uint16 buffers of their bits, converted with integer
+  /// shifts and rounding instead of Halide's bf16 casts, which LLVM 14's
+  /// NVPTX backend cannot select (it aborts) and OpenCL C cannot express;
+  /// set for GPU targets. Same values either way.
   bool bfloatAsBits = false;
+  /// f64 constants (eps, momentum) as reinterpreted uint64 bits: Halide 14's
+  /// OpenCL C backend prints an f64 constant as a float literal, rounding
+  /// it to 24 bits; set for OpenCL targets.
+  bool f64ConstantsAsBits = false;
 
   /// A key that is equal for two configs exactly when their kernels are.
   std::string key() const;

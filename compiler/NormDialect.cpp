@@ -120,6 +120,16 @@ LogicalResult normc::norm::verifyTarget(TargetOp op) {
              << "' (examples: \"host\", \"x86-64-linux-avx2\", "
                 "\"host-cuda-cuda_capability_80\")";
   }
+  for (StringRef part : parts) {
+    Halide::Target t(part.trim().str());
+    // Statistics are summed in f64 for f32 and f64 layers.
+    if (t.has_feature(Halide::Target::OpenCL) &&
+        !t.has_feature(Halide::Target::CLDoubles))
+      return emitError(argumentLoc(op, "target"))
+             << "OpenCL target '" << part.trim()
+             << "' needs the cl_doubles feature: normc sums statistics in "
+                "f64 (\"host-opencl-cl_doubles\")";
+  }
   if (parts.size() == 1)
     return success();
   // Several targets: one library picks the best at run time; the last is

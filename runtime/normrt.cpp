@@ -16,7 +16,9 @@
 // with device = 1 are wrapped without copies, host tensors are copied in
 // and out. Kernels run in the layer's context and stream, which normrt's
 // handlers for Halide's halide_cuda_acquire_context / get_stream hooks hand
-// to Halide's CUDA runtime while the layer is being called.
+// to Halide's CUDA runtime while the layer is being called. OpenCL layers
+// work the same way with host tensors, in the context Halide's OpenCL
+// runtime makes.
 //
 //===----------------------------------------------------------------------===//
 
@@ -216,6 +218,8 @@ struct normrt_layer {
   StateBuffer newMean, newInvstd, newVar, newRunningMean, newRunningVar,
       newCounter, gradWeight, gradBias;
 
+  // GPU layers only: Halide's device interface (CUDA or OpenCL).
+  const halide_device_interface_t *deviceInterface = nullptr;
   // CUDA layers only.
   const normrt_cuda_api *cuda = nullptr;
   void *cuContext = nullptr; ///< CUcontext the kernels run in
@@ -225,7 +229,7 @@ struct normrt_layer {
   /// and take the host's values (which the caller may have written) before.
   bool hostViews = false;
 
-  bool onDevice() const { return cuda != nullptr; }
+  bool onDevice() const { return deviceInterface != nullptr; }
   /// The persistent buffers, for moving them between host and device.
   std::vector<StateBuffer *> stateBuffers() {
     return {&weight,     &bias,          &runningMean,    &runningVar,
@@ -262,8 +266,7 @@ normrt_cuda_release_context_fn defaultRelease = nullptr;
 normrt_cuda_get_stream_fn defaultGetStream = nullptr;
 
 bool isCallingLayer(void *userContext) {
-  return userContext && userContext == callingLayer &&
-         callingLayer->onDevice();
+  return userContext && userContext == callingLayer && callingLayer->cuda;
 }
 
 int acquireContext(void *userContext, void **context, bool create) {
@@ -299,10 +302,14 @@ void installCudaHooks(const normrt_cuda_api *api) {
     defaultAcquire = api->set_acquire_context(acquireContext);
     defaultRelease = api->set_release_context(releaseContext);
     defaultGetStream = api->set_get_stream(getStream);
-    // Kernels allocate temporaries (partial sums) on every call: keep freed
-    // device memory for reuse instead of cuMemFree/cuMemAlloc each time.
-    halide_reuse_device_allocations(nullptr, true);
   });
+}
+
+/// GPU kernels allocate temporaries (partial sums) on every call: keep freed
+/// device memory for reuse instead of freeing and allocating it each time.
+void reuseDeviceAllocations() {
+  static std::once_flag once;
+  std::call_once(once, [] { halide_reuse_device_allocations(nullptr, true); });
 }
 
 /// What Halide's error handler last said on this thread.
@@ -321,7 +328,7 @@ int downloadToHost(normrt_layer *layer, halide_buffer_t *buffer) {
   if (!buffer->device || !(buffer->flags & halide_buffer_flag_device_dirty))
     return 0;
   if (int rc = halide_device_sync(layer, buffer))
-    return halideFailure(layer, "waiting for the CUDA stream", rc);
+    return halideFailure(layer, "waiting for the device", rc);
   if (int rc = halide_copy_to_host(layer, buffer))
     return halideFailure(layer, "copying state to the host", rc);
   return 0;
@@ -340,7 +347,7 @@ void markStateHostDirty(normrt_layer *layer) {
 }
 
 /// Takes the kernels' results into the state: host copies on the CPU; on
-/// CUDA the device allocations change places (no copy), and the host copy
+/// a GPU the device allocations change places (no copy), and the host copy
 /// follows when views were handed out.
 int commit(normrt_layer *layer, StateBuffer &state, StateBuffer &scratch) {
   if (!layer->onDevice()) {
@@ -393,6 +400,9 @@ public:
   /// Binds a tensor of geometry g (dense; strides checked before).
   int bindTensor(void *data, int32_t device, int32_t dtype, const Geometry &g) {
     buffer.tensor(data, dtype, g);
+    // GPU kernels take bf16 tensors as their bits (module.h).
+    if (layer->desc->device != 0 && dtype == NORMRT_BFLOAT16)
+      buffer.get()->type = halide_type_t(halide_type_uint, 16);
     return bindMemory(data, device);
   }
   /// Binds a per-channel vector of c values.
@@ -401,7 +411,7 @@ public:
     return bindMemory(data, device);
   }
 
-  /// After the kernel: host outputs of a CUDA layer get their values.
+  /// After the kernel: host outputs of a GPU layer get their values.
   int finish() {
     if (layer->onDevice() && output && !wrapped)
       return downloadToHost(layer, buffer.get());
@@ -415,7 +425,7 @@ private:
     if (!layer->onDevice())
       return 0;
     halide_buffer_t *b = buffer.get();
-    if (device == 1) {
+    if (device == 1) { // a CUDA layer's (checkTensorBasics)
       b->host = nullptr;
       wrapped = true;
       if (int rc = layer->cuda->wrap_device_ptr(
@@ -455,8 +465,25 @@ int callKernel(normrt_layer *layer, normrt_kernel_kind kind,
   return 0;
 }
 
-/// Sets up a CUDA layer: its context, and its initial state on the device
-/// (which proves that the driver, the device and Halide's runtime work).
+/// Copies a new GPU layer's initial state to the device (which proves that
+/// the driver, the device and Halide's runtime work).
+int uploadInitialState(normrt_layer *layer, const char *api) {
+  const normrt_layer_desc *d = layer->desc;
+  CallScope scope(layer);
+  for (StateBuffer *s : {&layer->weight, &layer->bias, &layer->runningMean,
+                         &layer->runningVar, &layer->counter}) {
+    if (s->empty())
+      continue;
+    s->get()->flags |= halide_buffer_flag_host_dirty;
+    if (int rc = halide_copy_to_device(layer, s->get(), layer->deviceInterface))
+      return fail("cannot create layer '%s' on %s target '%s': copying its "
+                  "state to the device failed (Halide error %d): %s",
+                  d->name, api, d->target, rc, halideText());
+  }
+  return 0;
+}
+
+/// Sets up a CUDA layer: its context, and its initial state on the device.
 int setUpCudaLayer(normrt_layer *layer, const normrt_module *module) {
   const normrt_layer_desc *d = layer->desc;
   if (!module->cuda)
@@ -469,20 +496,37 @@ int setUpCudaLayer(normrt_layer *layer, const normrt_module *module) {
     return fail("cannot create layer '%s' on CUDA target '%s': %s", d->name,
                 d->target, error.c_str());
   installCudaHooks(module->cuda);
+  reuseDeviceAllocations();
   layer->cuda = module->cuda;
-  const halide_device_interface_t *interface = module->cuda->device_interface();
-  CallScope scope(layer);
-  for (StateBuffer *s : {&layer->weight, &layer->bias, &layer->runningMean,
-                         &layer->runningVar, &layer->counter}) {
-    if (s->empty())
-      continue;
-    s->get()->flags |= halide_buffer_flag_host_dirty;
-    if (int rc = halide_copy_to_device(layer, s->get(), interface))
-      return fail("cannot create layer '%s' on CUDA target '%s': copying its "
-                  "state to the device failed (Halide error %d): %s",
-                  d->name, d->target, rc, halideText());
+  layer->deviceInterface = module->cuda->device_interface();
+  return uploadInitialState(layer, "CUDA");
+}
+
+/// Sets up an OpenCL layer: Halide's OpenCL runtime makes its context (the
+/// first platform's device, as HL_OCL_PLATFORM_NAME and HL_OCL_DEVICE_TYPE
+/// choose) on first use.
+int setUpOpenClLayer(normrt_layer *layer, const normrt_module *module) {
+  const normrt_layer_desc *d = layer->desc;
+  if (!module->opencl_device_interface)
+    return fail("layer '%s' on target '%s' runs on OpenCL, but its module "
+                "carries no OpenCL runtime; rebuild it with this normc",
+                d->name, d->target);
+  reuseDeviceAllocations();
+  layer->deviceInterface = module->opencl_device_interface();
+  return uploadInitialState(layer, "OpenCL");
+}
+
+int setUpDeviceLayer(normrt_layer *layer, const normrt_module *module) {
+  switch (layer->desc->device) {
+  case 1:
+    return setUpCudaLayer(layer, module);
+  case 2:
+    return setUpOpenClLayer(layer, module);
+  default:
+    return fail("layer '%s' on target '%s' runs on device kind %d, which "
+                "this normrt does not know; rebuild the module with this normc",
+                layer->desc->name, layer->desc->target, layer->desc->device);
   }
-  return 0;
 }
 
 /// Releases the primary context the layer retained, if it did.
@@ -516,10 +560,11 @@ int checkTensorBasics(const normrt_layer *layer, const normrt_tensor *t,
   if (t->device != 0 && t->device != 1)
     return fail("%s has device %d; expected 0 (host) or 1 (CUDA)", what,
                 t->device);
-  if (t->device == 1 && layer->desc->device == 0)
-    return fail("%s is a CUDA tensor (device 1), but layer '%s' runs on the "
-                "CPU; pass host tensors or create the layer on a CUDA target",
-                what, layer->desc->name);
+  if (t->device == 1 && layer->desc->device != 1)
+    return fail("%s is a CUDA tensor (device 1), but layer '%s' runs on %s; "
+                "pass host tensors or create the layer on a CUDA target",
+                what, layer->desc->name,
+                layer->desc->device == 0 ? "the CPU" : "OpenCL");
   if (t->dtype != dtype)
     return fail("%s has dtype %s, but the layer expects %s", what,
                 dtypeName(t->dtype), dtypeName(dtype));
@@ -796,7 +841,7 @@ normrt_layer *normrt_layer_create(const char *name, const char *target) {
                          &layer->newInvstd, &layer->newVar, &layer->gradWeight,
                          &layer->gradBias})
     s->init(c, p, 0.0);
-  if (desc->device != 0 && setUpCudaLayer(layer, module)) {
+  if (desc->device != 0 && setUpDeviceLayer(layer, module)) {
     destroyLayer(layer);
     return nullptr;
   }
@@ -821,10 +866,12 @@ int normrt_layer_set_cuda_stream(normrt_layer *layer, void *context,
                                  void *stream) {
   if (!layer)
     return fail("normrt_layer_set_cuda_stream: layer must not be NULL");
-  if (!layer->onDevice())
-    return fail("layer '%s' runs on the CPU (target '%s'); only CUDA layers "
+  if (!layer->cuda)
+    return fail("layer '%s' runs on %s (target '%s'); only CUDA layers "
                 "take a CUDA context and stream",
-                layer->desc->name, layer->desc->target);
+                layer->desc->name,
+                layer->desc->device == 0 ? "the CPU" : "OpenCL",
+                layer->desc->target);
   if (context && context != layer->cuContext) {
     // The state's device memory belongs to the old context: bring its
     // values to the host; the next call uploads them into the new one.

@@ -20,10 +20,12 @@ void scheduleChannelStagesAtRoot(KernelStages &k, int V) {
 bool applySchedule(KernelStages &stages, const Halide::Target &target,
                    std::string &error) {
   if (target.has_gpu_feature()) {
-    if (!target.has_feature(Halide::Target::CUDA)) {
+    // The GPU schedules name blocks and threads only, so OpenCL gets CUDA's.
+    if (!target.has_feature(Halide::Target::CUDA) &&
+        !target.has_feature(Halide::Target::OpenCL)) {
       error = "GPU target " + target.to_string() +
-              " has no schedules; normc schedules CUDA (host-cuda-...) and "
-              "CPU targets";
+              " has no schedules; normc schedules CUDA (host-cuda-...), "
+              "OpenCL (host-opencl-cl_doubles) and CPU targets";
       return false;
     }
     scheduleGpuCuda(stages, target);

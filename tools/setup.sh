@@ -11,6 +11,7 @@ PACKAGES=(
   libhalide14-0-dev
   libgtest-dev libgmock-dev libbenchmark-dev libdnnl-dev gnuplot-nox
   python3 python3-numpy python3-torch
+  ocl-icd-opencl-dev pocl-opencl-icd
   zlib1g-dev libzstd-dev libedit-dev libcurl4-openssl-dev libxml2-dev libffi-dev
 )
 

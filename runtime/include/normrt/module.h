@@ -12,7 +12,8 @@
  * [1, S, C*S] for contiguous layers, [C, 1, C*S] for channels-last ones.
  * Per-channel vectors are 1-D of extent C in the parameter type (f32 for
  * f16/bf16 layers); the counter is a 0-D int64 buffer. [w, b] only for
- * affine layers.
+ * affine layers. GPU kernels (device != 0) take bf16 tensors as uint16
+ * buffers of the same bits.
  *   forward_train: x, [w, b]                         -> y, save_mean, save_invstd, batch_var
  *   update_stats:  batch_mean, batch_var, running_mean, running_var, counter,
  *                  count (int64 scalar, n = N*prod(spatial))
@@ -36,7 +37,7 @@
 extern "C" {
 #endif
 
-#define NORMRT_MODULE_ABI_VERSION 3
+#define NORMRT_MODULE_ABI_VERSION 4
 
 typedef enum {
   NORMRT_KERNEL_FORWARD_TRAIN = 0,
@@ -66,7 +67,7 @@ typedef struct normrt_layer_desc {
   int32_t track_running_stats;
   int32_t dtype;       /* normrt_dtype of x and y */
   int32_t param_dtype; /* normrt_dtype of weight, bias, statistics */
-  int32_t device;      /* 0 host, 1 CUDA */
+  int32_t device;      /* 0 host, 1 CUDA, 2 OpenCL */
   int32_t layout;      /* 0 contiguous (NCHW...), 1 channels-last (NHWC...) */
 } normrt_layer_desc;
 
@@ -100,6 +101,8 @@ typedef struct normrt_module {
   const char *name;
   const normrt_layer_desc *layers;
   const normrt_cuda_api *cuda; /* NULL when no layer runs on CUDA */
+  /* Halide's OpenCL device interface; NULL when no layer runs on OpenCL. */
+  const struct halide_device_interface_t *(*opencl_device_interface)(void);
 } normrt_module;
 
 #ifdef __cplusplus

@@ -38,7 +38,7 @@ typedef struct {
   int64_t shape[NORMRT_MAX_DIMS];
   int64_t strides[NORMRT_MAX_DIMS]; /* elements; all 0 = contiguous */
   normrt_dtype dtype;
-  int32_t device; /* 0 host, 1 CUDA */
+  int32_t device; /* 0 host, 1 CUDA (CUDA layers only) */
 } normrt_tensor;
 
 typedef struct normrt_layer normrt_layer;
@@ -115,7 +115,7 @@ typedef struct {
   normrt_dtype param_dtype; /* of weight, bias and statistics */
   int32_t training;
   int32_t channels_last;  /* tensors in NLC / NHWC / NDHWC memory order */
-  int32_t device;         /* where the kernels run: 0 CPU, 1 CUDA */
+  int32_t device;         /* where the kernels run: 0 CPU, 1 CUDA, 2 OpenCL */
 } normrt_layer_info;
 int normrt_layer_get_info(const normrt_layer *, normrt_layer_info *info);
 

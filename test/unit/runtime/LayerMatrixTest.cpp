@@ -4,15 +4,21 @@
 // {0.1, 0, None} x dtype, plus wider shapes), runs train steps with changing
 // batch sizes, eval steps, and train again, and compares after each step the
 // output, save_mean, save_invstd, running statistics, num_batches_tracked,
-// and the gradients dx, dweight, dbias with the float64 reference.
+// and the gradients dx, dweight, dbias with the float64 reference. The same
+// checks run for the GPU modules (CUDA where a GPU is present; OpenCL, with
+// CUDA's schedules, on any OpenCL device, pocl's CPU device included), plus
+// batches large enough that the statistics kernels split every channel over
+// many blocks and serial runs (and, on the CPU, over tasks).
 //
 //===----------------------------------------------------------------------===//
 
+#include "OpenClDevice.h"
 #include "Reference.h"
 #include "TestSupport.h"
 
 #include "cudamatrix.h"
 #include "matrix.h"
+#include "openclmatrix.h"
 #include "normrt/module.h"
 
 #include "CudaDriver.h"
@@ -26,6 +32,7 @@ namespace {
 /// One layer of a module, on the target it was compiled for.
 struct MatrixCase {
   std::string module, layer, target;
+  int32_t device; ///< normrt_layer_desc::device
 };
 
 void PrintTo(const MatrixCase &c, std::ostream *os) {
@@ -36,7 +43,7 @@ std::vector<MatrixCase> moduleLayers(const normrt_module &module) {
   std::vector<MatrixCase> cases;
   for (int32_t i = 0; i < module.num_layers; ++i)
     cases.push_back({module.name, module.layers[i].name,
-                     module.layers[i].target});
+                     module.layers[i].target, module.layers[i].device});
   return cases;
 }
 
@@ -64,11 +71,11 @@ class LayerMatrix : public ::testing::TestWithParam<MatrixCase> {
 protected:
   void SetUp() override {
     const MatrixCase &p = GetParam();
-    if (p.target == "cuda") {
-      std::string why;
-      if (!normrt::cuda::driver(why))
-        GTEST_SKIP() << "CUDA layers need a GPU: " << why;
-    }
+    std::string why;
+    if (p.device == 1 && !normrt::cuda::driver(why))
+      GTEST_SKIP() << "CUDA layers need a GPU: " << why;
+    if (p.device == 2 && !openClDevice(why))
+      GTEST_SKIP() << "OpenCL layers need an OpenCL device: " << why;
     // Qualified: `shared` is defined by second.norm as well.
     layer = std::make_unique<normrt::Layer>((p.module + "." + p.layer).c_str(),
                                             p.target.c_str());
@@ -203,6 +210,62 @@ INSTANTIATE_TEST_SUITE_P(Matrix, LayerMatrix,
 INSTANTIATE_TEST_SUITE_P(Cuda, LayerMatrix,
                          ::testing::ValuesIn(
                              moduleLayers(normc_module_cudamatrix)),
+                         caseName);
+INSTANTIATE_TEST_SUITE_P(OpenCl, LayerMatrix,
+                         ::testing::ValuesIn(
+                             moduleLayers(normc_module_openclmatrix)),
+                         caseName);
+
+/// Batches of about a million values, shaped so that the GPU partials
+/// kernels give each thread a serial run along the stride-1 axis (first
+/// shape) and along the batch (second), with tails everywhere, and that the
+/// CPU kernels split channels and images over tasks.
+class LargeBatchMatrix : public LayerMatrix {
+protected:
+  std::vector<std::vector<int64_t>> largeShapes() const {
+    const int64_t c = info.num_features, target = int64_t(1) << 20;
+    auto batch = [&](int64_t perImage) {
+      return std::max<int64_t>(2, target / (c * perImage));
+    };
+    switch (info.spatial_rank) {
+    case 1:
+      return {{batch(301), c, 301}, {batch(1), c}};
+    case 2:
+      return {{batch(30 * 31), c, 30, 31}, {batch(6), c, 2, 3}};
+    default:
+      return {{batch(4 * 15 * 15), c, 4, 15, 15}, {batch(6), c, 1, 2, 3}};
+    }
+  }
+};
+
+TEST_P(LargeBatchMatrix, LargeBatchesMatchFloat64Reference) {
+  auto shapes = largeShapes();
+  step(shapes[0], true, 0.5, 2.0);
+  step(shapes[1], true, -1.0, 0.5);
+  step(shapes[0], false, 0.5, 2.0);
+  step(shapes[1], true, 1e3, 1.0);
+}
+
+/// The CPU module's wider layers (every layout and rank; the GPU modules'
+/// layers all run).
+std::vector<MatrixCase> wideLayers(const normrt_module &module) {
+  std::vector<MatrixCase> cases;
+  for (const MatrixCase &c : moduleLayers(module))
+    if (c.layer.rfind("wide", 0) == 0)
+      cases.push_back(c);
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Matrix, LargeBatchMatrix,
+                         ::testing::ValuesIn(wideLayers(normc_module_matrix)),
+                         caseName);
+INSTANTIATE_TEST_SUITE_P(Cuda, LargeBatchMatrix,
+                         ::testing::ValuesIn(
+                             moduleLayers(normc_module_cudamatrix)),
+                         caseName);
+INSTANTIATE_TEST_SUITE_P(OpenCl, LargeBatchMatrix,
+                         ::testing::ValuesIn(
+                             moduleLayers(normc_module_openclmatrix)),
                          caseName);
 
 /// In eval mode with running statistics a sample's output does not depend on

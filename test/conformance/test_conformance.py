@@ -35,7 +35,9 @@ import zlib
 import numpy as np
 import torch
 
-import normrt
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "runtime", "python"))
+import normrt  # noqa: E402
 
 torch.set_num_threads(1)
 LIBRARY = None
@@ -211,17 +213,7 @@ class Runner:
 
 
 def layer_names():
-    lib = LIBRARY.lib
-    import ctypes
-    lib.normrt_layer_name_at.restype = ctypes.c_char_p
-    lib.normrt_layer_name_at.argtypes = [ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)]
-    names, i = [], 0
-    while True:
-        name = lib.normrt_layer_name_at(i, None)
-        if name is None:
-            return names
-        names.append(name.decode())
-        i += 1
+    return [name for name, _ in LIBRARY.layers()]
 
 
 class Matrix(unittest.TestCase):

@@ -27,7 +27,9 @@ import zlib
 import numpy as np
 import torch
 
-import normrt
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "runtime", "python"))
+import normrt  # noqa: E402
 import test_conformance as conf
 
 TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64,

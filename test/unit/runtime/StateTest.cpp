@@ -117,8 +117,9 @@ TEST(State, LayerListingCoversTheModule) {
   for (int i = 0; const char *name = normrt_layer_name_at(i, &target); ++i) {
     ++count;
     sawWide |= std::string(name) == "wide2d";
-    // The test program links CPU modules and one CUDA module.
-    EXPECT_TRUE(std::string(target) == "cpu" || std::string(target) == "cuda")
+    // The test program links CPU modules, one CUDA and one OpenCL module.
+    std::string label = target;
+    EXPECT_TRUE(label == "cpu" || label == "cuda" || label == "opencl")
         << target;
   }
   EXPECT_GE(count, normc_module_matrix.num_layers);

@@ -1,8 +1,10 @@
 """ctypes binding of the normrt C ABI, for a library made with `normc --shared`.
 
-Only what the conformance tests need: layers, forward/backward on numpy arrays,
-state views as numpy arrays that alias the layer's own storage, and errors
-raised as NormrtError carrying normrt_last_error().
+What the conformance tests and normc-bench-cuda need: layers, forward/backward
+on numpy arrays (host) and torch CUDA tensors (device = 1), a CUDA layer's
+stream, state views as numpy arrays that alias the layer's own storage, the
+layers a library holds, and errors raised as NormrtError carrying
+normrt_last_error().
 """
 
 import ctypes
@@ -68,6 +70,12 @@ class Library:
                                            ctypes.POINTER(Tensor)]
         lib.normrt_layer_get_info.argtypes = [ctypes.c_void_p,
                                               ctypes.POINTER(LayerInfo)]
+        lib.normrt_layer_set_cuda_stream.argtypes = [ctypes.c_void_p,
+                                                     ctypes.c_void_p,
+                                                     ctypes.c_void_p]
+        lib.normrt_layer_name_at.restype = ctypes.c_char_p
+        lib.normrt_layer_name_at.argtypes = [ctypes.c_int,
+                                             ctypes.POINTER(ctypes.c_char_p)]
         lib.normrt_last_error.restype = ctypes.c_char_p
         self.lib = lib
 
@@ -80,6 +88,17 @@ class Library:
 
     def layer(self, name, target="cpu"):
         return Layer(self, name, target)
+
+    def layers(self):
+        """(name, target label) of every layer the library holds."""
+        out, i = [], 0
+        while True:
+            target = ctypes.c_char_p()
+            name = self.lib.normrt_layer_name_at(i, ctypes.byref(target))
+            if name is None:
+                return out
+            out.append((name.decode(), target.value.decode()))
+            i += 1
 
 
 def tensor(array):
@@ -159,6 +178,13 @@ class Layer:
             self.handle, ctypes.byref(xt), ctypes.byref(dyt), ctypes.byref(dxt),
             dwp, dbp))
         return dx, dw, db
+
+    def set_cuda_stream(self, stream, context=None):
+        """Runs this CUDA layer's kernels on `stream` (a CUstream handle as an
+        int, e.g. torch.cuda.current_stream().cuda_stream), in `context`
+        (None keeps the layer's)."""
+        self.library.check(self.lib.normrt_layer_set_cuda_stream(
+            self.handle, context, stream))
 
     def forward_device(self, x, y):
         """forward on torch CUDA tensors (device = 1, no copies)."""

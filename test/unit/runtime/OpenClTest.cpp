@@ -27,15 +27,7 @@ TEST(OpenClModule, CarriesOpenClKernelsAndRuntime) {
   ASSERT_NE(m.opencl_device_interface, nullptr);
   EXPECT_NE(m.opencl_device_interface(), nullptr);
   EXPECT_EQ(m.cuda, nullptr);
-  ASSERT_GT(m.num_layers, 0);
-  for (int32_t i = 0; i < m.num_layers; ++i) {
-    const normrt_layer_desc &d = m.layers[i];
-    SCOPED_TRACE(d.name);
-    EXPECT_EQ(d.device, 2);
-    EXPECT_STREQ(d.target, "opencl");
-    EXPECT_NE(d.kernels[NORMRT_KERNEL_FORWARD_TRAIN], nullptr);
-    EXPECT_NE(d.kernels[NORMRT_KERNEL_BACKWARD], nullptr);
-  }
+  expectDeviceLayers(m, 2, "opencl");
   // A CPU-only module carries no OpenCL runtime.
   EXPECT_EQ(normc_module_matrix.opencl_device_interface, nullptr);
 }

@@ -9,6 +9,7 @@
 #ifndef NORMC_TEST_UNIT_TESTSUPPORT_H
 #define NORMC_TEST_UNIT_TESTSUPPORT_H
 
+#include "normrt/module.h"
 #include "normrt/normrt.hpp"
 
 #include "gtest/gtest.h"
@@ -296,6 +297,27 @@ inline Snapshot snapshot(normrt_layer *layer) {
   if (normrt_layer_state(layer, "num_batches_tracked", &counter) == 0)
     s.counter = *static_cast<int64_t *>(counter.data);
   return s;
+}
+
+/// Every layer of a GPU module runs on `device` under target label `target`
+/// and has the kernels its configuration needs.
+inline void expectDeviceLayers(const normrt_module &m, int32_t device,
+                               const char *target) {
+  ASSERT_GT(m.num_layers, 0);
+  for (int32_t i = 0; i < m.num_layers; ++i) {
+    const normrt_layer_desc &d = m.layers[i];
+    SCOPED_TRACE(d.name);
+    EXPECT_EQ(d.device, device);
+    EXPECT_STREQ(d.target, target);
+    EXPECT_NE(d.kernels[NORMRT_KERNEL_FORWARD_TRAIN], nullptr);
+    EXPECT_NE(d.kernels[NORMRT_KERNEL_BACKWARD], nullptr);
+    EXPECT_EQ(d.kernels[NORMRT_KERNEL_UPDATE_STATS] != nullptr,
+              d.track_running_stats != 0);
+    if (d.track_running_stats) {
+      EXPECT_NE(d.kernels[NORMRT_KERNEL_FORWARD_EVAL], nullptr);
+      EXPECT_NE(d.kernels[NORMRT_KERNEL_BACKWARD_EVAL], nullptr);
+    }
+  }
 }
 
 } // namespace testing_support

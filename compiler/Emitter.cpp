@@ -130,10 +130,10 @@ int32_t normrtDtype(const Halide::Type &type) {
 /// Where a target's kernels run, as normrt_layer_desc::device says.
 int32_t deviceOf(const Halide::Target &t) {
   if (t.has_feature(Halide::Target::CUDA))
-    return 1;
+    return NORMRT_DEVICE_CUDA;
   if (t.has_feature(Halide::Target::OpenCL))
-    return 2;
-  return 0;
+    return NORMRT_DEVICE_OPENCL;
+  return NORMRT_DEVICE_HOST;
 }
 
 llvm::Expected<Plan> makePlan(ModuleOp module, const EmitOptions &options) {

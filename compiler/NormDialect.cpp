@@ -119,14 +119,12 @@ LogicalResult normc::norm::verifyTarget(TargetOp op) {
              << "invalid Halide target string '" << target
              << "' (examples: \"host\", \"x86-64-linux-avx2\", "
                 "\"host-cuda-cuda_capability_80\")";
-  }
-  for (StringRef part : parts) {
-    Halide::Target t(part.trim().str());
     // Statistics are summed in f64 for f32 and f64 layers.
+    Halide::Target t(target);
     if (t.has_feature(Halide::Target::OpenCL) &&
         !t.has_feature(Halide::Target::CLDoubles))
       return emitError(argumentLoc(op, "target"))
-             << "OpenCL target '" << part.trim()
+             << "OpenCL target '" << target
              << "' needs the cl_doubles feature: normc sums statistics in "
                 "f64 (\"host-opencl-cl_doubles\")";
   }

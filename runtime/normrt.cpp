@@ -401,7 +401,7 @@ public:
   int bindTensor(void *data, int32_t device, int32_t dtype, const Geometry &g) {
     buffer.tensor(data, dtype, g);
     // GPU kernels take bf16 tensors as their bits (module.h).
-    if (layer->desc->device != 0 && dtype == NORMRT_BFLOAT16)
+    if (layer->desc->device != NORMRT_DEVICE_HOST && dtype == NORMRT_BFLOAT16)
       buffer.get()->type = halide_type_t(halide_type_uint, 16);
     return bindMemory(data, device);
   }
@@ -465,9 +465,23 @@ int callKernel(normrt_layer *layer, normrt_kernel_kind kind,
   return 0;
 }
 
+/// Where layer `d` runs, for messages: "the CPU", "CUDA" or "OpenCL".
+const char *runsOn(const normrt_layer_desc *d) {
+  switch (d->device) {
+  case NORMRT_DEVICE_HOST:
+    return "the CPU";
+  case NORMRT_DEVICE_CUDA:
+    return "CUDA";
+  case NORMRT_DEVICE_OPENCL:
+    return "OpenCL";
+  default:
+    return "an unknown device";
+  }
+}
+
 /// Copies a new GPU layer's initial state to the device (which proves that
 /// the driver, the device and Halide's runtime work).
-int uploadInitialState(normrt_layer *layer, const char *api) {
+int uploadInitialState(normrt_layer *layer) {
   const normrt_layer_desc *d = layer->desc;
   CallScope scope(layer);
   for (StateBuffer *s : {&layer->weight, &layer->bias, &layer->runningMean,
@@ -478,49 +492,50 @@ int uploadInitialState(normrt_layer *layer, const char *api) {
     if (int rc = halide_copy_to_device(layer, s->get(), layer->deviceInterface))
       return fail("cannot create layer '%s' on %s target '%s': copying its "
                   "state to the device failed (Halide error %d): %s",
-                  d->name, api, d->target, rc, halideText());
+                  d->name, runsOn(d), d->target, rc, halideText());
   }
   return 0;
+}
+
+/// A GPU layer from a module whose runtime lacks that GPU's part.
+int missingDeviceRuntime(const normrt_layer_desc *d) {
+  return fail("layer '%s' on target '%s' runs on %s, but its module "
+              "carries no %s runtime; rebuild it with this normc",
+              d->name, d->target, runsOn(d), runsOn(d));
 }
 
 /// Sets up a CUDA layer: its context, and its initial state on the device.
 int setUpCudaLayer(normrt_layer *layer, const normrt_module *module) {
   const normrt_layer_desc *d = layer->desc;
   if (!module->cuda)
-    return fail("layer '%s' on target '%s' runs on CUDA, but its module "
-                "carries no CUDA runtime; rebuild it with this normc",
-                d->name, d->target);
+    return missingDeviceRuntime(d);
   std::string error;
   if (!normrt::cuda::defaultContext(layer->cuContext, layer->retainedDevice,
                                     error))
     return fail("cannot create layer '%s' on CUDA target '%s': %s", d->name,
                 d->target, error.c_str());
   installCudaHooks(module->cuda);
-  reuseDeviceAllocations();
   layer->cuda = module->cuda;
   layer->deviceInterface = module->cuda->device_interface();
-  return uploadInitialState(layer, "CUDA");
+  return uploadInitialState(layer);
 }
 
 /// Sets up an OpenCL layer: Halide's OpenCL runtime makes its context (the
 /// first platform's device, as HL_OCL_PLATFORM_NAME and HL_OCL_DEVICE_TYPE
 /// choose) on first use.
 int setUpOpenClLayer(normrt_layer *layer, const normrt_module *module) {
-  const normrt_layer_desc *d = layer->desc;
   if (!module->opencl_device_interface)
-    return fail("layer '%s' on target '%s' runs on OpenCL, but its module "
-                "carries no OpenCL runtime; rebuild it with this normc",
-                d->name, d->target);
-  reuseDeviceAllocations();
+    return missingDeviceRuntime(layer->desc);
   layer->deviceInterface = module->opencl_device_interface();
-  return uploadInitialState(layer, "OpenCL");
+  return uploadInitialState(layer);
 }
 
 int setUpDeviceLayer(normrt_layer *layer, const normrt_module *module) {
+  reuseDeviceAllocations();
   switch (layer->desc->device) {
-  case 1:
+  case NORMRT_DEVICE_CUDA:
     return setUpCudaLayer(layer, module);
-  case 2:
+  case NORMRT_DEVICE_OPENCL:
     return setUpOpenClLayer(layer, module);
   default:
     return fail("layer '%s' on target '%s' runs on device kind %d, which "
@@ -560,11 +575,10 @@ int checkTensorBasics(const normrt_layer *layer, const normrt_tensor *t,
   if (t->device != 0 && t->device != 1)
     return fail("%s has device %d; expected 0 (host) or 1 (CUDA)", what,
                 t->device);
-  if (t->device == 1 && layer->desc->device != 1)
+  if (t->device == 1 && layer->desc->device != NORMRT_DEVICE_CUDA)
     return fail("%s is a CUDA tensor (device 1), but layer '%s' runs on %s; "
                 "pass host tensors or create the layer on a CUDA target",
-                what, layer->desc->name,
-                layer->desc->device == 0 ? "the CPU" : "OpenCL");
+                what, layer->desc->name, runsOn(layer->desc));
   if (t->dtype != dtype)
     return fail("%s has dtype %s, but the layer expects %s", what,
                 dtypeName(t->dtype), dtypeName(dtype));
@@ -841,7 +855,7 @@ normrt_layer *normrt_layer_create(const char *name, const char *target) {
                          &layer->newInvstd, &layer->newVar, &layer->gradWeight,
                          &layer->gradBias})
     s->init(c, p, 0.0);
-  if (desc->device != 0 && setUpDeviceLayer(layer, module)) {
+  if (desc->device != NORMRT_DEVICE_HOST && setUpDeviceLayer(layer, module)) {
     destroyLayer(layer);
     return nullptr;
   }
@@ -869,9 +883,7 @@ int normrt_layer_set_cuda_stream(normrt_layer *layer, void *context,
   if (!layer->cuda)
     return fail("layer '%s' runs on %s (target '%s'); only CUDA layers "
                 "take a CUDA context and stream",
-                layer->desc->name,
-                layer->desc->device == 0 ? "the CPU" : "OpenCL",
-                layer->desc->target);
+                layer->desc->name, runsOn(layer->desc), layer->desc->target);
   if (context && context != layer->cuContext) {
     // The state's device memory belongs to the old context: bring its
     // values to the host; the next call uploads them into the new one.

@@ -12,7 +12,7 @@
  * [1, S, C*S] for contiguous layers, [C, 1, C*S] for channels-last ones.
  * Per-channel vectors are 1-D of extent C in the parameter type (f32 for
  * f16/bf16 layers); the counter is a 0-D int64 buffer. [w, b] only for
- * affine layers. GPU kernels (device != 0) take bf16 tensors as uint16
+ * affine layers. GPU kernels (device != NORMRT_DEVICE_HOST) take bf16 tensors as uint16
  * buffers of the same bits.
  *   forward_train: x, [w, b]                         -> y, save_mean, save_invstd, batch_var
  *   update_stats:  batch_mean, batch_var, running_mean, running_var, counter,
@@ -50,6 +50,13 @@ typedef enum {
 
 typedef int (*normrt_kernel_fn)(void **args);
 
+/* Where a layer's kernels run (normrt_layer_desc::device). */
+typedef enum {
+  NORMRT_DEVICE_HOST = 0,
+  NORMRT_DEVICE_CUDA = 1,
+  NORMRT_DEVICE_OPENCL = 2
+} normrt_device_kind;
+
 /* Field order keeps every member naturally aligned without padding surprises:
  * pointers, then 8-byte scalars, then 4-byte ones. */
 typedef struct normrt_layer_desc {
@@ -67,7 +74,7 @@ typedef struct normrt_layer_desc {
   int32_t track_running_stats;
   int32_t dtype;       /* normrt_dtype of x and y */
   int32_t param_dtype; /* normrt_dtype of weight, bias, statistics */
-  int32_t device;      /* 0 host, 1 CUDA, 2 OpenCL */
+  int32_t device;      /* normrt_device_kind */
   int32_t layout;      /* 0 contiguous (NCHW...), 1 channels-last (NHWC...) */
 } normrt_layer_desc;
 

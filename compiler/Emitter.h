@@ -7,9 +7,11 @@
 //   <dir>/<module>.h   declarations of the kernels and of the table
 //   <dir>/lib<module>.so  (optional) all of the above plus the normrt runtime.
 // Kernels whose code would be identical (same kind, types, flags, eps or
-// momentum, and target) are compiled once and shared by the layers.
+// momentum, and target) are compiled once and shared by the layers; the
+// kernels are compiled in parallel, and through a cache when one is given.
 //
-// Preconditions: the module passed norm-verify and norm-expand-kernels.
+// Preconditions: the module passed norm-verify, norm-resolve-targets and
+// norm-expand-kernels.
 //
 //===----------------------------------------------------------------------===//
 
@@ -27,6 +29,13 @@
 
 namespace normc {
 
+/// When the emitter shows `[3/12] layer kernel (target)` lines on stderr.
+enum class ProgressMode {
+  Never,
+  Auto,  ///< once a compile has run for 2 s
+  Always ///< from the first kernel on
+};
+
 struct EmitOptions {
   std::string moduleName;   ///< a C identifier: prefixes every symbol
   std::string specFilename; ///< for comments in the header
@@ -35,7 +44,16 @@ struct EmitOptions {
   std::string runtimeLib;   ///< libnormrt.a, needed when `shared`
   /// A Halide autoscheduler instead of normc's schedules (a baseline).
   AutoscheduleOptions autoschedule;
+  /// The kernel cache's directory; "" compiles every kernel.
+  std::string cacheDir;
+  ProgressMode progress = ProgressMode::Never;
+  /// Kernels compiled at once; 0 = one per core.
+  unsigned jobs = 0;
 };
+
+/// Creates `dir` when missing and checks that it is a writable directory,
+/// so that a compile does not fail only at its end.
+llvm::Error checkOutputDirectory(const std::string &dir);
 
 /// Writes `<module>.a` and `<module>.h` (and the .so) into outputDir.
 llvm::Error emitLibrary(mlir::ModuleOp module, const EmitOptions &options);

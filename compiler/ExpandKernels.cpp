@@ -2,7 +2,7 @@
 //
 // This file implements norm-expand-kernels. Preconditions: the module passed
 // norm-verify. For each layer and each target it appends `norm.kernel` ops
-// after the layer, following DESIGN.md's kernel set:
+// after the layer, following the kernel set of docs/design.md:
 //   forward_train, backward                         always
 //   update_stats, forward_eval, backward_eval       with track_running_stats
 // A layer that already has kernels is left alone, so the pass is idempotent.

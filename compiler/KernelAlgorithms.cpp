@@ -1,7 +1,7 @@
 //===- KernelAlgorithms.cpp - The math of every BatchNorm kernel ----------===//
 //
 // This file implements the algorithms of the five kernels with PyTorch's
-// semantics (DESIGN.md, "Semantics"); n = N * prod(spatial) per channel.
+// semantics (docs/design.md, "Semantics"); n = N * prod(spatial) per channel.
 //
 // Numerics: reductions and elementwise math run in the accumulator type that
 // PyTorch's CPU kernels use (f64 for f32 and f64 tensors, f32 for f16 and

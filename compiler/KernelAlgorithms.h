@@ -1,6 +1,6 @@
 //===- KernelAlgorithms.h - The math of every BatchNorm kernel --*- C++ -*-===//
 //
-// This file declares the Halide algorithms of DESIGN.md's kernel set. They
+// This file declares the Halide algorithms of the kernel set of docs/design.md. They
 // are math only: each returns its Funcs through schedules::KernelStages and
 // the schedule for the target decides how they run. The argument order of
 // each kernel is the runtime's contract (runtime/include/normrt/module.h).

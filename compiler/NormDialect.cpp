@@ -200,16 +200,21 @@ LogicalResult normc::norm::verifyLayer(LayerOp op) {
 }
 
 LogicalResult normc::norm::verifyKernel(KernelOp op) {
+  // The layer and target it names are checked by norm-verify against one
+  // symbol table: a lookup per kernel here would scan the module each time.
   if (!symbolizeKernelKind(op.kind()))
     return op.emitOpError() << "unknown kernel kind '" << op.kind() << "'";
-  auto module = op->getParentOfType<ModuleOp>();
-  if (!module)
-    return op.emitOpError("must be inside a module");
-  if (!SymbolTable::lookupSymbolIn(module, op.layerAttr()) ||
-      !isa<LayerOp>(SymbolTable::lookupSymbolIn(module, op.layerAttr())))
-    return op.emitOpError() << "refers to unknown layer " << op.layerAttr();
-  if (!SymbolTable::lookupSymbolIn(module, op.targetAttr()) ||
-      !isa<TargetOp>(SymbolTable::lookupSymbolIn(module, op.targetAttr())))
-    return op.emitOpError() << "refers to unknown target " << op.targetAttr();
   return success();
+}
+
+LogicalResult normc::norm::verifyNameLength(Operation *op) {
+  auto name = op->getAttrOfType<StringAttr>(SymbolTable::getSymbolAttrName());
+  if (!name || name.getValue().size() <= kMaxNameLength)
+    return success();
+  return emitError(argumentLoc(op, "name"))
+         << (isa<LayerOp>(op) ? "layer" : "target") << " name '"
+         << name.getValue().take_front(16) << "...' is "
+         << name.getValue().size() << " characters long; normc allows at most "
+         << kMaxNameLength
+         << " (names become parts of C symbols and file names)";
 }

@@ -45,7 +45,7 @@ mlir::Location argumentLoc(mlir::Operation *op, llvm::StringRef argument);
 namespace normc {
 namespace norm {
 
-/// The kernels of DESIGN.md's kernel set, in the order of the runtime's
+/// The kernels of the kernel set of docs/design.md, in the order of the runtime's
 /// normrt_kernel_kind enum.
 enum class KernelKind {
   ForwardTrain = 0,
@@ -55,6 +55,13 @@ enum class KernelKind {
   BackwardEval = 4,
 };
 constexpr int kNumKernelKinds = 5;
+
+/// Layer and target names become parts of C symbols and object file names
+/// (`<module>__<layer>_<target>_<kind>`), which must stay under 255 bytes.
+constexpr size_t kMaxNameLength = 64;
+
+/// Diagnoses a layer or target name longer than kMaxNameLength.
+mlir::LogicalResult verifyNameLength(mlir::Operation *op);
 
 llvm::StringRef stringifyKernelKind(KernelKind kind);
 llvm::Optional<KernelKind> symbolizeKernelKind(llvm::StringRef name);

@@ -75,7 +75,7 @@ def Norm_KernelOp : Norm_Op<"kernel", [Symbol]> {
   let summary = "one generated kernel of a layer on a target";
   let description = [{
     `kind` is one of forward_train, update_stats, forward_eval, backward,
-    backward_eval (DESIGN.md's kernel set).
+    backward_eval (the kernel set of docs/design.md).
     ```mlir
     norm.kernel @bn_cpu_forward_train {kind = "forward_train",
                                        layer = @bn, target = @cpu}

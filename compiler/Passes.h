@@ -16,6 +16,11 @@ namespace normc {
 
 std::unique_ptr<mlir::Pass> createVerifyLayersPass();
 std::unique_ptr<mlir::Pass> createExpandKernelsPass();
+/// norm-resolve-targets for the CPU normc runs on, or for LLVM CPU `hostCpu`
+/// changed by `hostCpuFeatures` ("+avx512f,-avx2") when one is given.
+std::unique_ptr<mlir::Pass>
+createResolveTargetsPass(llvm::StringRef hostCpu = "",
+                         llvm::StringRef hostCpuFeatures = "");
 
 /// Registers the passes with MLIR's registry (for --help and pass pipelines).
 void registerNormPasses();

@@ -22,6 +22,30 @@ def VerifyLayers : Pass<"norm-verify", "mlir::ModuleOp"> {
   let constructor = "::normc::createVerifyLayersPass()";
 }
 
+def ResolveTargets : Pass<"norm-resolve-targets", "mlir::ModuleOp"> {
+  let summary = "Replace `host` in target strings by the CPU's real target";
+  let description = [{
+    Rewrites every `norm.target` whose string starts with `host` into the
+    Halide target the CPU can run: the x86 features of Halide's ladder
+    (sse41, avx, f16c, fma, avx2, avx512, avx512_skylake, avx512_cannonlake,
+    avx512_sapphirerapids) are added one by one, and each is kept only when
+    every instruction-set extension of the LLVM subtarget it leads to is one
+    the CPU has (LLVM's CPUID and XCR0 reading, or the CPU named by the
+    options). Features written after `host-` are kept. Other target strings
+    are normalized by Halide's parser. Preconditions: the module passed
+    norm-verify.
+  }];
+  let constructor = "::normc::createResolveTargetsPass()";
+  let options = [
+    Option<"hostCpu", "host-cpu", "std::string", /*default=*/"",
+           "Resolve `host` for this LLVM CPU (like znver3) instead of the "
+           "CPU normc runs on">,
+    Option<"hostCpuFeatures", "host-cpu-features", "std::string",
+           /*default=*/"",
+           "Feature changes (+name,-name) to the CPU `host` is resolved for">,
+  ];
+}
+
 def ExpandKernels : Pass<"norm-expand-kernels", "mlir::ModuleOp"> {
   let summary = "Give each layer the kernels it needs on each target";
   let description = [{

@@ -22,6 +22,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "CpuFeatures.h"
 #include "CudaDriver.h"
 #include "normrt/module.h"
 #include "normrt/normrt.h"
@@ -65,6 +66,8 @@ void onHalideError(void *, const char *message) {
 struct Registry {
   std::mutex mutex;
   std::vector<const normrt_module *> modules;
+  /// normrt_set_num_threads' setting, applied to modules registered later.
+  int numThreads = 0;
 };
 
 Registry &registry() {
@@ -160,14 +163,18 @@ struct HalideBuffer {
 };
 
 
-std::string shapeString(const normrt_tensor *t) {
+std::string shapeString(const std::vector<int64_t> &shape) {
   std::string text = "[";
-  for (int32_t i = 0; i < t->ndim; ++i) {
+  for (size_t i = 0; i < shape.size(); ++i) {
     if (i)
       text += ", ";
-    text += std::to_string(t->shape[i]);
+    text += std::to_string(shape[i]);
   }
   return text + "]";
+}
+
+std::string shapeString(const normrt_tensor *t) {
+  return shapeString(std::vector<int64_t>(t->shape, t->shape + t->ndim));
 }
 
 } // namespace
@@ -209,11 +216,20 @@ struct StateBuffer {
 
 struct normrt_layer {
   const normrt_layer_desc *desc;
+  /// The variant of desc->variants this CPU runs, and its kernels.
+  const normrt_kernel_variant *variant = nullptr;
+  /// The Halide runtime of the layer's module.
+  const normrt_halide_api *halide = nullptr;
   bool training = true;
   int64_t channels;
   StateBuffer weight, bias, runningMean, runningVar, counter, saveMean,
       saveInvstd;
-  bool haveSaved = false;
+  /// The last successful forward, which backward differentiates (as
+  /// autograd does): whether it normalized with batch statistics (then
+  /// save_mean/save_invstd are its statistics) and the shape of its input.
+  bool haveForward = false;
+  bool forwardUsedBatchStats = false;
+  std::vector<int64_t> forwardShape;
   // Scratch written by kernels and committed on success.
   StateBuffer newMean, newInvstd, newVar, newRunningMean, newRunningVar,
       newCounter, gradWeight, gradBias;
@@ -307,9 +323,10 @@ void installCudaHooks(const normrt_cuda_api *api) {
 
 /// GPU kernels allocate temporaries (partial sums) on every call: keep freed
 /// device memory for reuse instead of freeing and allocating it each time.
-void reuseDeviceAllocations() {
+void reuseDeviceAllocations(const normrt_halide_api *halide) {
   static std::once_flag once;
-  std::call_once(once, [] { halide_reuse_device_allocations(nullptr, true); });
+  std::call_once(once,
+                 [halide] { halide->reuse_device_allocations(nullptr, true); });
 }
 
 /// What Halide's error handler last said on this thread.
@@ -327,9 +344,9 @@ int halideFailure(const normrt_layer *layer, const char *what, int rc) {
 int downloadToHost(normrt_layer *layer, halide_buffer_t *buffer) {
   if (!buffer->device || !(buffer->flags & halide_buffer_flag_device_dirty))
     return 0;
-  if (int rc = halide_device_sync(layer, buffer))
+  if (int rc = layer->halide->device_sync(layer, buffer))
     return halideFailure(layer, "waiting for the device", rc);
-  if (int rc = halide_copy_to_host(layer, buffer))
+  if (int rc = layer->halide->copy_to_host(layer, buffer))
     return halideFailure(layer, "copying state to the host", rc);
   return 0;
 }
@@ -373,7 +390,7 @@ int releaseDeviceState(normrt_layer *layer, bool keepValues) {
       continue;
     if (keepValues && !rc)
       rc = downloadToHost(layer, s->get());
-    halide_device_free(layer, s->get());
+    layer->halide->device_free(layer, s->get());
     s->get()->flags = keepValues ? halide_buffer_flag_host_dirty : 0;
   }
   return rc;
@@ -394,7 +411,7 @@ public:
     if (wrapped)
       layer->cuda->detach_device_ptr(layer, b);
     else if (b->device)
-      halide_device_free(layer, b);
+      layer->halide->device_free(layer, b);
   }
 
   /// Binds a tensor of geometry g (dense; strides checked before).
@@ -450,7 +467,7 @@ private:
 
 int callKernel(normrt_layer *layer, normrt_kernel_kind kind,
                std::vector<void *> &args) {
-  normrt_kernel_fn fn = layer->desc->kernels[kind];
+  normrt_kernel_fn fn = layer->variant->kernels[kind];
   if (!fn)
     return fail("layer '%s' has no kernel of kind %d", layer->desc->name,
                 int(kind));
@@ -489,7 +506,8 @@ int uploadInitialState(normrt_layer *layer) {
     if (s->empty())
       continue;
     s->get()->flags |= halide_buffer_flag_host_dirty;
-    if (int rc = halide_copy_to_device(layer, s->get(), layer->deviceInterface))
+    if (int rc = layer->halide->copy_to_device(layer, s->get(),
+                                                layer->deviceInterface))
       return fail("cannot create layer '%s' on %s target '%s': copying its "
                   "state to the device failed (Halide error %d): %s",
                   d->name, runsOn(d), d->target, rc, halideText());
@@ -531,7 +549,7 @@ int setUpOpenClLayer(normrt_layer *layer, const normrt_module *module) {
 }
 
 int setUpDeviceLayer(normrt_layer *layer, const normrt_module *module) {
-  reuseDeviceAllocations();
+  reuseDeviceAllocations(layer->halide);
   switch (layer->desc->device) {
   case NORMRT_DEVICE_CUDA:
     return setUpCudaLayer(layer, module);
@@ -731,6 +749,14 @@ int checkChannelVector(const normrt_layer *layer, const normrt_tensor *t,
   return 0;
 }
 
+/// Remembers a successful forward for backward.
+void recordForward(normrt_layer *layer, const normrt_tensor *x,
+                   bool batchStats) {
+  layer->haveForward = true;
+  layer->forwardUsedBatchStats = batchStats;
+  layer->forwardShape.assign(x->shape, x->shape + x->ndim);
+}
+
 /// Batch statistics are used in training mode and, without running
 /// statistics, in eval mode too (F.batch_norm's `training or not tracking`).
 bool usesBatchStats(const normrt_layer *layer) {
@@ -749,17 +775,37 @@ int normrt_register_module(const normrt_module *module) {
                 "runtime speaks ABI %d; rebuild it with the matching normc",
                 module->name ? module->name : "?", module->abi_version,
                 NORMRT_MODULE_ABI_VERSION);
+  if (!module->halide)
+    return fail("module '%s' carries no Halide runtime entry points",
+                module->name ? module->name : "?");
   Registry &r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
   if (std::find(r.modules.begin(), r.modules.end(), module) == r.modules.end())
     r.modules.push_back(module);
-  halide_set_error_handler(onHalideError);
+  module->halide->set_error_handler(onHalideError);
+  if (r.numThreads > 0)
+    module->halide->set_num_threads(r.numThreads);
   succeed();
   return 0;
 }
 
+int32_t normrt_runnable_variant(const normrt_layer_desc *desc) {
+  for (int32_t i = 0; desc && i < desc->num_variants; ++i)
+    if (normrt::missingCpuFeatures(desc->variants[i].cpu_features).empty())
+      return i;
+  return -1;
+}
+
 int normrt_set_num_threads(int threads) {
-  return halide_set_num_threads(threads);
+  // Every module's Halide runtime gets the setting (statically linked
+  // modules share one; shared libraries each have their own).
+  Registry &r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  int previous = r.numThreads;
+  r.numThreads = threads;
+  for (const normrt_module *m : r.modules)
+    previous = m->halide->set_num_threads(threads);
+  return previous;
 }
 
 const char *normrt_layer_name_at(int index, const char **target) {
@@ -832,10 +878,27 @@ normrt_layer *normrt_layer_create(const char *name, const char *target) {
            name);
     return nullptr;
   }
-  halide_set_error_handler(onHalideError);
+  // The best variant whose CPU features this machine has: never one whose
+  // code would stop the program with an illegal instruction.
+  int32_t variant = normrt_runnable_variant(desc);
+  if (variant < 0) {
+    std::string missing = desc->num_variants > 0
+                              ? normrt::missingCpuFeatures(
+                                    desc->variants[desc->num_variants - 1]
+                                        .cpu_features)
+                              : "no variants";
+    fail("layer '%s' on target '%s' was compiled for \"%s\", which needs "
+         "CPU features this machine lacks (%s); compile it for this CPU "
+         "(target \"host\") or add a baseline target to the label's list",
+         name, target, desc->target_string, missing.c_str());
+    return nullptr;
+  }
+  module->halide->set_error_handler(onHalideError);
 
   auto *layer = new normrt_layer;
   layer->desc = desc;
+  layer->variant = &desc->variants[variant];
+  layer->halide = module->halide;
   layer->channels = desc->num_features;
   int32_t p = desc->param_dtype;
   int64_t c = desc->num_features;
@@ -916,6 +979,7 @@ int normrt_layer_get_info(const normrt_layer *layer, normrt_layer_info *info) {
   info->training = layer->training;
   info->channels_last = d->layout != 0;
   info->device = d->device;
+  info->target_string = layer->variant->target_string;
   succeed();
   return 0;
 }
@@ -950,6 +1014,7 @@ int normrt_layer_forward(normrt_layer *layer, const normrt_tensor *x,
     args.push_back(yb.get());
     if (callKernel(layer, NORMRT_KERNEL_FORWARD_EVAL, args) || yb.finish())
       return 1;
+    recordForward(layer, x, /*batchStats=*/false);
     succeed();
     return 0;
   }
@@ -987,7 +1052,7 @@ int normrt_layer_forward(normrt_layer *layer, const normrt_tensor *x,
                  commit(layer, layer->runningVar, layer->newRunningVar) ||
                  commit(layer, layer->counter, layer->newCounter)))
     return 1;
-  layer->haveSaved = true;
+  recordForward(layer, x, /*batchStats=*/true);
   succeed();
   return 0;
 }
@@ -1013,10 +1078,22 @@ int normrt_layer_backward(normrt_layer *layer, const normrt_tensor *x,
     return 1;
   if (dbias && checkChannelVector(layer, dbias, "grad_bias"))
     return 1;
-  bool batchStats = usesBatchStats(layer);
-  if (batchStats && !layer->haveSaved)
-    return fail("backward in training mode needs the saved statistics of a "
-                "forward call in training mode; call forward first");
+  // Backward differentiates the last forward: its mode and statistics, not
+  // the layer's mode now (eval() between the two changes nothing here).
+  if (!layer->haveForward)
+    return fail("layer '%s': backward needs a forward call first (it "
+                "differentiates the last forward, with that forward's "
+                "statistics)",
+                d->name);
+  if (!std::equal(layer->forwardShape.begin(), layer->forwardShape.end(),
+                  x->shape, x->shape + x->ndim) ||
+      int64_t(layer->forwardShape.size()) != x->ndim)
+    return fail("layer '%s': backward got an input of size %s, but the last "
+                "forward's input had size %s; backward differentiates the "
+                "last forward",
+                d->name, shapeString(x).c_str(),
+                shapeString(layer->forwardShape).c_str());
+  bool batchStats = layer->forwardUsedBatchStats;
 
   markStateHostDirty(layer);
   TensorArg xb(layer, false), dyb(layer, false), dxb(layer, true),

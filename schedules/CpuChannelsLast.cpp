@@ -9,7 +9,7 @@
 // vector of per-channel partial sums (rfactor over row groups), and the
 // partials are added at the end. Train forward's statistics are one pass
 // of shifted sums (compiler/KernelAlgorithms.cpp), so x is read twice: 4
-// transfers, the channels-last floor of DESIGN.md's performance model.
+// transfers, the channels-last floor of the performance model of docs/design.md.
 // Elementwise outputs are vectorized along c and parallel over blocks of
 // rows of (s, n).
 //

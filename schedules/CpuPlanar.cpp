@@ -6,7 +6,7 @@
 // Train forward of BatchNorm2d/3d layers is blocked by channel: one parallel
 // task computes a channel's statistics and then its output, so the second
 // read of the channel's slab can come from cache (3 transfers when the slab
-// fits; see DESIGN.md's performance model). Other reductions (backward, and
+// fits; see the performance model in docs/design.md). Other reductions (backward, and
 // BatchNorm1d) are computed at root, one channel per parallel task. When a
 // channel's rows are at least a vector long, rfactor turns the sum along s
 // into V independent lane accumulators per group of images (groups as nested

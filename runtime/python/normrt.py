@@ -47,7 +47,8 @@ class LayerInfo(ctypes.Structure):
                 ("dtype", ctypes.c_int), ("param_dtype", ctypes.c_int),
                 ("training", ctypes.c_int32),
                 ("channels_last", ctypes.c_int32),
-                ("device", ctypes.c_int32)]
+                ("device", ctypes.c_int32),
+                ("target_string", ctypes.c_char_p)]
 
 
 class NormrtError(RuntimeError):

@@ -313,7 +313,13 @@ struct ShapeData {
 /// split loops by more than a smaller tensor's extent): no rows then.
 std::vector<Row> kernelRows(const normrt_layer_desc *d, ShapeData &data,
                             double copy, const std::string &config) {
-  const normrt_kernel_fn *k = d->kernels;
+  int32_t variant = normrt_runnable_variant(d);
+  if (variant < 0) {
+    llvm::errs() << "\nnormc-bench: " << config << " was compiled for \""
+                 << d->target_string << "\", which this CPU cannot run; no rows\n";
+    return {};
+  }
+  const normrt_kernel_fn *k = d->variants[variant].kernels;
   if (k[NORMRT_KERNEL_FORWARD_TRAIN](data.train.data()) != 0) {
     llvm::errs() << "\nnormc-bench: " << config << " cannot run "
                  << data.shape.name << "; no rows\n";

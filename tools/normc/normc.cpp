@@ -11,6 +11,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "compiler/Emitter.h"
+#include "compiler/KernelCache.h"
 #include "compiler/MLIRGen.h"
 #include "compiler/NormDialect.h"
 #include "compiler/Passes.h"
@@ -21,12 +22,15 @@
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Pass/PassManager.h"
 
+#include "llvm/ADT/ScopeExit.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/Process.h"
+#include "llvm/Config/llvm-config.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/WithColor.h"
 
@@ -72,6 +76,40 @@ cl::opt<std::string>
                cl::desc("The normrt static library that --shared links in "
                         "(default: found beside normc)"),
                cl::value_desc("path"), cl::cat(normcCategory));
+
+cl::opt<bool> printTarget(
+    "print-target",
+    cl::desc("Print each target label's resolved Halide target and exit"),
+    cl::cat(normcCategory));
+cl::opt<std::string> hostCpu(
+    "host-cpu",
+    cl::desc("Resolve `host` for this LLVM CPU (like znver3 or "
+             "sapphirerapids) instead of the CPU normc runs on"),
+    cl::value_desc("cpu"), cl::cat(normcCategory));
+cl::opt<std::string> hostCpuFeatures(
+    "host-cpu-features",
+    cl::desc("Changes to the CPU features `host` is resolved for "
+             "(+avx512f,-avx2)"),
+    cl::value_desc("+f,-f"), cl::cat(normcCategory));
+cl::opt<std::string> cacheDirOpt(
+    "cache-dir",
+    cl::desc("Kernel cache directory (default: $NORMC_CACHE_DIR, "
+             "$XDG_CACHE_HOME/normc or ~/.cache/normc)"),
+    cl::value_desc("dir"), cl::cat(normcCategory));
+cl::opt<bool> noCache("no-cache",
+                      cl::desc("Compile every kernel; read and write no cache"),
+                      cl::cat(normcCategory));
+cl::opt<unsigned> jobsOpt("j",
+                          cl::desc("Kernels compiled at once (default: one "
+                                   "per core)"),
+                          cl::value_desc("N"), cl::init(0), cl::Prefix,
+                          cl::cat(normcCategory));
+cl::opt<bool> quiet("quiet", cl::desc("Show no progress"),
+                    cl::cat(normcCategory));
+cl::opt<bool> progressOpt(
+    "progress",
+    cl::desc("Show progress even when stderr is not a terminal"),
+    cl::cat(normcCategory));
 
 cl::opt<std::string> autoscheduler(
     "autoschedule",
@@ -142,31 +180,57 @@ llvm::Expected<AutoscheduleOptions> autoscheduleOptions() {
   return options;
 }
 
-/// A C identifier made from `name`.
-std::string sanitizeModuleName(llvm::StringRef name) {
+/// Module names become C symbol prefixes and file names.
+constexpr size_t kMaxModuleName = 64;
+
+/// Checks that `name` can prefix C symbols, or says why not.
+llvm::Error checkModuleName(llvm::StringRef name) {
+  auto bad = [&](const llvm::Twine &why) {
+    return usageError("module name '" + name + "' " + why);
+  };
+  if (name.empty())
+    return bad("is empty");
+  if (llvm::isDigit(name[0]) ||
+      llvm::any_of(name, [](char c) { return !llvm::isAlnum(c) && c != '_'; }))
+    return bad("is not a C identifier (letters, digits and '_', not starting "
+               "with a digit)");
+  if (name.size() > kMaxModuleName)
+    return bad("is longer than " + llvm::Twine(kMaxModuleName) +
+               " characters");
+  return llvm::Error::success();
+}
+
+/// The module name a spec's file name gives: its stem, with every character
+/// that cannot be in a C identifier written as '_' (and '_' before a leading
+/// digit).
+std::string moduleNameFromStem(llvm::StringRef stem) {
   std::string out;
-  for (char c : name)
+  for (char c : stem)
     out += llvm::isAlnum(c) || c == '_' ? c : '_';
   if (out.empty() || llvm::isDigit(out[0]))
     out = "_" + out;
   return out;
 }
 
-/// libnormrt.a in the build tree (tools/normc/../../runtime) or an install
-/// prefix (bin/../lib).
+/// libnormrt.a beside an installed normc (bin/../lib), else the one of the
+/// build tree normc was built in.
 std::string findRuntimeLib(const char *argv0) {
   std::string exe = llvm::sys::fs::getMainExecutable(
       argv0, reinterpret_cast<void *>(&findRuntimeLib));
-  llvm::SmallString<256> dir(llvm::sys::path::parent_path(exe));
-  for (const char *relative :
-       {"../../runtime/libnormrt.a", "../lib/libnormrt.a", "libnormrt.a"}) {
-    llvm::SmallString<256> candidate(dir);
-    llvm::sys::path::append(candidate, relative);
-    llvm::sys::path::remove_dots(candidate, /*remove_dot_dot=*/true);
-    if (llvm::sys::fs::exists(candidate))
-      return candidate.str().str();
-  }
+  llvm::SmallString<256> installed(llvm::sys::path::parent_path(exe));
+  llvm::sys::path::append(installed, NORMC_INSTALLED_RUNTIME_LIB);
+  llvm::sys::path::remove_dots(installed, /*remove_dot_dot=*/true);
+  if (llvm::sys::fs::exists(installed))
+    return installed.str().str();
+  if (llvm::sys::fs::exists(NORMC_BUILD_RUNTIME_LIB))
+    return NORMC_BUILD_RUNTIME_LIB;
   return "";
+}
+
+void printVersion(llvm::raw_ostream &os) {
+  os << "normc " << NORMC_VERSION << "\n  Halide " << NORMC_HALIDE_VERSION
+     << "\n  LLVM " << LLVM_VERSION_STRING << " (MLIR "
+     << LLVM_VERSION_STRING << ")\n";
 }
 
 int reportError(llvm::Error error, int code) {
@@ -177,21 +241,82 @@ int reportError(llvm::Error error, int code) {
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
+  // MLIR's options (--print-ir-after-all, --mlir-print-debuginfo, ...) work
+  // but stay out of --help, which lists normc's own.
   mlir::registerAsmPrinterCLOptions();
   mlir::registerMLIRContextCLOptions();
   mlir::registerPassManagerCLOptions();
   registerNormPasses();
-  cl::HideUnrelatedOptions({&normcCategory, &cl::getGeneralCategory()});
-  cl::ParseCommandLineOptions(
-      argc, argv,
-      "normc: ahead-of-time compiler for normalization layers\n\n"
-      "  normc SPEC.norm -o DIR      writes DIR/<module>.a and DIR/<module>.h\n"
-      "  normc SPEC.norm --emit=mlir prints a stage (ast, mlir, kernels, "
-      "stmt, header)\n");
+  cl::HideUnrelatedOptions(normcCategory);
+  cl::SetVersionPrinter(printVersion);
+  if (!cl::ParseCommandLineOptions(
+          argc, argv,
+          "normc: ahead-of-time compiler for normalization layers\n\n"
+          "  normc SPEC.norm -o DIR      writes DIR/<module>.a and "
+          "DIR/<module>.h\n"
+          "  normc SPEC.norm --emit=mlir prints a stage (ast, mlir, kernels, "
+          "stmt, header)\n\n"
+          "Exit codes: 1 errors in the spec, 2 usage or I/O errors, 3 code "
+          "generation failures.\n",
+          &llvm::errs()))
+    return kUsageError;
 
   auto autoschedule = autoscheduleOptions();
   if (!autoschedule)
     return reportError(autoschedule.takeError(), kUsageError);
+  bool writesFiles = emitAction == Emit::Lib && !printTarget;
+  if (!writesFiles && (outputDir.getNumOccurrences() || sharedLib ||
+                       runtimeLib.getNumOccurrences()))
+    return reportError(usageError("-o, --shared and --runtime-lib only apply "
+                                  "when normc writes a library (--emit=lib)"),
+                       kUsageError);
+  if (!sharedLib && runtimeLib.getNumOccurrences())
+    return reportError(usageError("--runtime-lib only applies with --shared"),
+                       kUsageError);
+  if (noCache && cacheDirOpt.getNumOccurrences())
+    return reportError(usageError("--cache-dir and --no-cache exclude each "
+                                  "other"),
+                       kUsageError);
+
+  // Everything a compile needs is checked before it starts.
+  // An explicit --module is used as written or rejected; a name taken from
+  // the file name is made an identifier, and normc says so when it writes
+  // files under it.
+  std::string stem = llvm::sys::path::stem(inputFilename).str();
+  std::string moduleName = moduleNameOpt.empty() ? moduleNameFromStem(stem)
+                                                 : std::string(moduleNameOpt);
+  if (emitAction >= Emit::Stmt && !printTarget)
+    if (llvm::Error error = checkModuleName(moduleName))
+      return reportError(std::move(error), kUsageError);
+  if (writesFiles && moduleNameOpt.empty() && moduleName != stem)
+    llvm::WithColor::note(llvm::errs(), "normc")
+        << "module name '" << moduleName << "' from the file name '"
+        << llvm::sys::path::filename(inputFilename)
+        << "' (--module names it otherwise)\n";
+  std::string runtime;
+  if (writesFiles && sharedLib) {
+    runtime = runtimeLib.empty() ? findRuntimeLib(argv[0])
+                                 : std::string(runtimeLib);
+    if (runtime.empty())
+      return reportError(usageError("--shared needs the normrt static library "
+                                    "(libnormrt.a), which is not beside this "
+                                    "normc; pass it with --runtime-lib"),
+                         kUsageError);
+    if (!llvm::sys::fs::is_regular_file(runtime))
+      return reportError(usageError("cannot read the normrt library '" +
+                                    runtime + "' (--runtime-lib)"),
+                         kUsageError);
+  }
+  // A failed compile leaves no trace: not even the output directory, when
+  // normc created it.
+  bool createdOutputDir = writesFiles && !llvm::sys::fs::exists(outputDir);
+  if (writesFiles)
+    if (llvm::Error error = checkOutputDirectory(outputDir))
+      return reportError(std::move(error), kUsageError);
+  auto removeCreatedDir = llvm::make_scope_exit([&] {
+    if (createdOutputDir)
+      llvm::sys::fs::remove(outputDir); // only when still empty
+  });
 
   auto file = llvm::MemoryBuffer::getFileOrSTDIN(inputFilename);
   if (std::error_code ec = file.getError()) {
@@ -230,9 +355,20 @@ int main(int argc, char **argv) {
   verify.addPass(createVerifyLayersPass());
   if (mlir::failed(verify.run(*module)) || syntaxErrors || argumentErrors)
     return kSpecError;
-  if (emitAction == Emit::MLIR) {
+  if (emitAction == Emit::MLIR && !printTarget) {
     module->print(llvm::outs());
     llvm::outs() << "\n";
+    return kOk;
+  }
+
+  mlir::PassManager resolve(&context);
+  mlir::applyPassManagerCLOptions(resolve);
+  resolve.addPass(createResolveTargetsPass(hostCpu, hostCpuFeatures));
+  if (mlir::failed(resolve.run(*module)))
+    return kUsageError;
+  if (printTarget) {
+    for (norm::TargetOp target : module->getOps<norm::TargetOp>())
+      llvm::outs() << target.sym_name() << ": " << target.target() << "\n";
     return kOk;
   }
 
@@ -250,14 +386,20 @@ int main(int argc, char **argv) {
 
   EmitOptions options;
   options.specFilename = inputFilename;
-  options.moduleName = sanitizeModuleName(
-      moduleNameOpt.empty() ? llvm::sys::path::stem(inputFilename)
-                            : llvm::StringRef(moduleNameOpt));
+  options.moduleName = moduleName;
   options.outputDir = outputDir;
   options.shared = sharedLib;
   options.autoschedule = *autoschedule;
-  options.runtimeLib = runtimeLib.empty() ? findRuntimeLib(argv[0])
-                                          : std::string(runtimeLib);
+  options.runtimeLib = runtime;
+  options.cacheDir = noCache ? std::string()
+                     : cacheDirOpt.empty() ? defaultKernelCacheDir()
+                                           : std::string(cacheDirOpt);
+  options.jobs = jobsOpt;
+  options.progress = quiet         ? ProgressMode::Never
+                     : progressOpt ? ProgressMode::Always
+                     : llvm::sys::Process::StandardErrIsDisplayed()
+                         ? ProgressMode::Auto
+                         : ProgressMode::Never;
 
   switch (emitAction) {
   case Emit::Stmt:
@@ -271,6 +413,7 @@ int main(int argc, char **argv) {
   default:
     if (llvm::Error error = emitLibrary(*module, options))
       return reportError(std::move(error), kCodegenError);
+    removeCreatedDir.release();
     return kOk;
   }
 }

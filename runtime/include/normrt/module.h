@@ -37,7 +37,7 @@
 extern "C" {
 #endif
 
-#define NORMRT_MODULE_ABI_VERSION 4
+#define NORMRT_MODULE_ABI_VERSION 5
 
 typedef enum {
   NORMRT_KERNEL_FORWARD_TRAIN = 0,
@@ -57,14 +57,26 @@ typedef enum {
   NORMRT_DEVICE_OPENCL = 2
 } normrt_device_kind;
 
+/* One compiled variant of a layer's kernels. A target label with a list of
+ * CPU targets has one variant per target, best first; normrt runs the first
+ * variant whose CPU features the machine has, and refuses the layer when it
+ * has none of them (it never runs code that would die with SIGILL). */
+typedef struct normrt_kernel_variant {
+  const char *target_string; /* the Halide target the variant was built for */
+  /* Comma-separated CPU features (names of cpu_features.h) the variant's
+   * code may use; "" when it needs none of them. */
+  const char *cpu_features;
+  normrt_kernel_fn kernels[NORMRT_KERNEL_COUNT]; /* NULL where not needed */
+} normrt_kernel_variant;
+
 /* Field order keeps every member naturally aligned without padding surprises:
  * pointers, then 8-byte scalars, then 4-byte ones. */
 typedef struct normrt_layer_desc {
   const char *name;          /* layer name in the spec */
   const char *target;        /* target label */
-  const char *target_string; /* Halide target string */
+  const char *target_string; /* the label's Halide target string(s), resolved */
   const char *kind;          /* "BatchNorm1d" ... */
-  normrt_kernel_fn kernels[NORMRT_KERNEL_COUNT]; /* NULL where not needed */
+  const normrt_kernel_variant *variants; /* num_variants of them, best first */
   int64_t num_features;
   double eps;
   double momentum;
@@ -76,6 +88,7 @@ typedef struct normrt_layer_desc {
   int32_t param_dtype; /* normrt_dtype of weight, bias, statistics */
   int32_t device;      /* normrt_device_kind */
   int32_t layout;      /* 0 contiguous (NCHW...), 1 channels-last (NHWC...) */
+  int32_t num_variants;
 } normrt_layer_desc;
 
 struct halide_buffer_t;
@@ -102,15 +115,39 @@ typedef struct normrt_cuda_api {
   normrt_cuda_get_stream_fn (*set_get_stream)(normrt_cuda_get_stream_fn handler);
 } normrt_cuda_api;
 
+/* The entry points of the module's own Halide runtime that normrt calls.
+ * normrt reaches the Halide runtime only through its modules' tables, so a
+ * program links `module.a libnormrt.a` in that order (or any order) without
+ * unresolved Halide symbols, whether or not it includes the module's header. */
+typedef void (*normrt_halide_error_handler)(void *user_context,
+                                            const char *message);
+typedef struct normrt_halide_api {
+  normrt_halide_error_handler (*set_error_handler)(
+      normrt_halide_error_handler handler);
+  int (*set_num_threads)(int threads);
+  int (*copy_to_device)(void *user_context, struct halide_buffer_t *buffer,
+                        const struct halide_device_interface_t *interface);
+  int (*copy_to_host)(void *user_context, struct halide_buffer_t *buffer);
+  int (*device_free)(void *user_context, struct halide_buffer_t *buffer);
+  int (*device_sync)(void *user_context, struct halide_buffer_t *buffer);
+  int (*reuse_device_allocations)(void *user_context, bool reuse);
+} normrt_halide_api;
+
 typedef struct normrt_module {
   int32_t abi_version;
   int32_t num_layers;
   const char *name;
   const normrt_layer_desc *layers;
+  const normrt_halide_api *halide;
   const normrt_cuda_api *cuda; /* NULL when no layer runs on CUDA */
   /* Halide's OpenCL device interface; NULL when no layer runs on OpenCL. */
   const struct halide_device_interface_t *(*opencl_device_interface)(void);
 } normrt_module;
+
+/* The index of the variant of `desc` that this CPU runs: the first whose CPU
+ * features it has; -1 when it has none (normrt_layer_create then fails and
+ * says which features are missing). Implemented by normrt. */
+int32_t normrt_runnable_variant(const normrt_layer_desc *desc);
 
 #ifdef __cplusplus
 } /* extern "C" */

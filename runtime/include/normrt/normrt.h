@@ -59,15 +59,16 @@ int normrt_layer_set_training(normrt_layer *, int training);
  * statistics) normalizes with batch statistics and saves save_mean and
  * save_invstd; in training mode with running statistics it also updates
  * running_mean, running_var and num_batches_tracked. y must have x's shape
- * and dtype; y may be x itself (the kernels read each element before writing
- * it). */
+ * and dtype, and must not overlap x (in-place calls are refused). */
 int normrt_layer_forward(normrt_layer *, const normrt_tensor *x, normrt_tensor *y);
 
 /* Gradients of the last forward's loss: dx from dy, and when the layer is
- * affine, dweight and dbias (each may be NULL when not wanted). In training
- * mode (or eval without running statistics) it uses save_mean/save_invstd of
- * the last forward, which must have seen an x of this shape; in eval mode with
- * running statistics it uses those. */
+ * affine, dweight and dbias (each may be NULL when not wanted). Like autograd,
+ * backward differentiates the last successful forward, whatever the layer's
+ * mode is now: after a forward with batch statistics (training mode, or eval
+ * without running statistics) it uses that forward's save_mean/save_invstd,
+ * after an eval forward the running statistics. x must be that forward's
+ * input (same shape); without a forward, or with another shape, it fails. */
 int normrt_layer_backward(normrt_layer *, const normrt_tensor *x, const normrt_tensor *dy,
                           normrt_tensor *dx, normrt_tensor *dweight, normrt_tensor *dbias);
 
@@ -116,6 +117,9 @@ typedef struct {
   int32_t training;
   int32_t channels_last;  /* tensors in NLC / NHWC / NDHWC memory order */
   int32_t device;         /* where the kernels run: 0 CPU, 1 CUDA, 2 OpenCL */
+  /* The Halide target of the kernels this CPU runs: of a label with a list
+   * of CPU targets, the best one whose CPU features this machine has. */
+  const char *target_string;
 } normrt_layer_info;
 int normrt_layer_get_info(const normrt_layer *, normrt_layer_info *info);
 

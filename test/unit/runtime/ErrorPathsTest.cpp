@@ -223,9 +223,24 @@ TEST_F(ErrorPaths, BackwardChecks) {
   });
   normrt_layer *fresh = normrt_layer_create("bn2d_at_m01_f32", "cpu");
   layers.push_back(fresh);
-  expectFailure(fresh, "call forward first", [&] {
+  expectFailure(fresh, "backward needs a forward call first", [&] {
     return normrt_layer_backward(fresh, &xv, &dyv, &dxv, nullptr, nullptr);
   });
+  // Backward differentiates the last forward: another x shape is refused.
+  Tensor y(NORMRT_FLOAT32, {2, 3, 4, 4});
+  normrt_tensor yv = y.view();
+  ASSERT_EQ(normrt_layer_forward(fresh, &xv, &yv), 0) << normrt_last_error();
+  Tensor xBig(NORMRT_FLOAT32, {4, 3, 4, 4}), dyBig(NORMRT_FLOAT32, {4, 3, 4, 4}),
+      dxBig(NORMRT_FLOAT32, {4, 3, 4, 4});
+  normrt_tensor xBigView = xBig.view(), dyBigView = dyBig.view(),
+                dxBigView = dxBig.view();
+  expectFailure(fresh,
+                "backward got an input of size [4, 3, 4, 4], but the last "
+                "forward's input had size [2, 3, 4, 4]",
+                [&] {
+                  return normrt_layer_backward(fresh, &xBigView, &dyBigView,
+                                               &dxBigView, nullptr, nullptr);
+                });
 }
 
 TEST_F(ErrorPaths, StateViews) {

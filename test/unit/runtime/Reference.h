@@ -1,7 +1,7 @@
 //===- Reference.h - A float64 BatchNorm written from PyTorch's docs -*- C++ -*-===//
 //
 // The tests' oracle inside C++: torch.nn.BatchNorm*d's forward, running
-// statistics and backward, written directly from the formulas in DESIGN.md
+// statistics and backward, written directly from the formulas in docs/design.md
 // in the most obvious way (two passes, float64 values), sharing no code
 // with the kernels. Sums over a channel accumulate in long double, so that
 // the reference's own rounding stays far below the tolerances even for the

@@ -117,9 +117,11 @@ TEST(State, LayerListingCoversTheModule) {
   for (int i = 0; const char *name = normrt_layer_name_at(i, &target); ++i) {
     ++count;
     sawWide |= std::string(name) == "wide2d";
-    // The test program links CPU modules, one CUDA and one OpenCL module.
+    // The test program links CPU modules, one CUDA and one OpenCL module,
+    // and the CPU-feature module with its "avx2" and "list" labels.
     std::string label = target;
-    EXPECT_TRUE(label == "cpu" || label == "cuda" || label == "opencl")
+    EXPECT_TRUE(label == "cpu" || label == "cuda" || label == "opencl" ||
+                label == "avx2" || label == "list")
         << target;
   }
   EXPECT_GE(count, normc_module_matrix.num_layers);

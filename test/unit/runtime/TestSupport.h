@@ -309,13 +309,15 @@ inline void expectDeviceLayers(const normrt_module &m, int32_t device,
     SCOPED_TRACE(d.name);
     EXPECT_EQ(d.device, device);
     EXPECT_STREQ(d.target, target);
-    EXPECT_NE(d.kernels[NORMRT_KERNEL_FORWARD_TRAIN], nullptr);
-    EXPECT_NE(d.kernels[NORMRT_KERNEL_BACKWARD], nullptr);
-    EXPECT_EQ(d.kernels[NORMRT_KERNEL_UPDATE_STATS] != nullptr,
+    ASSERT_EQ(d.num_variants, 1); // GPU targets are never lists
+    const normrt_kernel_fn *k = d.variants[0].kernels;
+    EXPECT_NE(k[NORMRT_KERNEL_FORWARD_TRAIN], nullptr);
+    EXPECT_NE(k[NORMRT_KERNEL_BACKWARD], nullptr);
+    EXPECT_EQ(k[NORMRT_KERNEL_UPDATE_STATS] != nullptr,
               d.track_running_stats != 0);
     if (d.track_running_stats) {
-      EXPECT_NE(d.kernels[NORMRT_KERNEL_FORWARD_EVAL], nullptr);
-      EXPECT_NE(d.kernels[NORMRT_KERNEL_BACKWARD_EVAL], nullptr);
+      EXPECT_NE(k[NORMRT_KERNEL_FORWARD_EVAL], nullptr);
+      EXPECT_NE(k[NORMRT_KERNEL_BACKWARD_EVAL], nullptr);
     }
   }
 }

@@ -1,0 +1,102 @@
+//===- CpuFeatures.cpp - Which x86 features this CPU has ------------------===//
+//
+// This file implements the CPU checks of CpuFeatures.h with CPUID and XGETBV
+// (the same reading LLVM's sys::getHostCPUFeatures does, which normc uses to
+// resolve `host`; a unit test holds the two to agree). On other
+// architectures no feature of the table is present, and modules built for
+// them record none.
+//
+//===----------------------------------------------------------------------===//
+
+#include "CpuFeatures.h"
+
+#include "normrt/cpu_features.h"
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#define NORMRT_X86 1
+#endif
+
+namespace {
+
+struct Reading {
+  std::map<std::string, bool> features;
+};
+
+#ifdef NORMRT_X86
+uint64_t readXcr0() {
+  uint32_t eax, edx;
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (uint64_t(edx) << 32) | eax;
+}
+
+bool cpuidBit(unsigned leaf, unsigned subleaf, int reg, int bit) {
+  unsigned maxLeaf = __get_cpuid_max(leaf & 0x80000000u, nullptr);
+  if (maxLeaf < leaf)
+    return false;
+  unsigned r[4];
+  __cpuid_count(leaf, subleaf, r[0], r[1], r[2], r[3]);
+  return (r[reg] >> bit) & 1u;
+}
+#endif
+
+Reading readCpu() {
+  Reading reading;
+#ifdef NORMRT_X86
+  // XGETBV is usable only when the OS enabled XSAVE (OSXSAVE, leaf 1 ECX 27).
+  uint64_t xcr0 = cpuidBit(1, 0, 2, 27) ? readXcr0() : 0;
+#define NORMRT_READ_FEATURE(name, leaf, subleaf, reg, bit, state)              \
+  reading.features[name] = cpuidBit(leaf, subleaf, reg, bit) &&                \
+                           (xcr0 & (state)) == (state);
+  NORMRT_X86_FEATURES(NORMRT_READ_FEATURE)
+#undef NORMRT_READ_FEATURE
+#endif
+  // Test hook: features masked off as if the CPU lacked them (never on).
+  if (const char *mask = std::getenv("NORMRT_TEST_CPU_FEATURES")) {
+    std::string list = mask;
+    size_t start = 0;
+    while (start <= list.size()) {
+      size_t end = list.find(',', start);
+      if (end == std::string::npos)
+        end = list.size();
+      std::string item = list.substr(start, end - start);
+      if (item.size() > 1 && item[0] == '-')
+        reading.features[item.substr(1)] = false;
+      start = end + 1;
+    }
+  }
+  return reading;
+}
+
+const Reading &cpu() {
+  static const Reading reading = readCpu();
+  return reading;
+}
+
+} // namespace
+
+bool normrt::cpuHasFeature(const std::string &name) {
+  auto found = cpu().features.find(name);
+  return found != cpu().features.end() && found->second;
+}
+
+std::string normrt::missingCpuFeatures(const char *list) {
+  std::string missing;
+  std::string all = list ? list : "";
+  size_t start = 0;
+  while (start < all.size()) {
+    size_t end = all.find(',', start);
+    if (end == std::string::npos)
+      end = all.size();
+    std::string name = all.substr(start, end - start);
+    if (!name.empty() && !cpuHasFeature(name))
+      missing += (missing.empty() ? "" : ",") + name;
+    start = end + 1;
+  }
+  return missing;
+}

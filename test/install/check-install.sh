@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# check-install.sh BUILD_DIR WORK_DIR - installs normc from BUILD_DIR into a
+# prefix under WORK_DIR and builds and runs a downstream project against it,
+# outside the source tree: once with CMake (find_package + normc_add_module),
+# once with plain cc/c++ and pkg-config, plus `normc --shared` with no
+# --runtime-lib from the installed prefix.
+set -euo pipefail
+build=$(cd "$1" && pwd)
+work=$2
+here=$(cd "$(dirname "$0")" && pwd)
+rm -rf "$work"
+mkdir -p "$work"
+prefix="$work/prefix"
+
+cmake --install "$build" --prefix "$prefix" >/dev/null
+export NORMC_CACHE_DIR="$work/cache"
+
+echo "== CMake: find_package(normc CONFIG)"
+cp -r "$here/downstream" "$work/src"
+cmake -S "$work/src" -B "$work/cmake-build" -G Ninja \
+      -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$work/cmake-build" >/dev/null
+"$work/cmake-build/c_program"
+"$work/cmake-build/cpp_program"
+test -f "$work/cmake-build/model.normc/libmodel.so"
+
+echo "== plain cc/c++ with pkg-config"
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+normc=$(pkg-config --variable=normc normc)
+"$normc" "$work/src/model.norm" -o "$work/plain" --module model --quiet
+# C: no header of the module, so the layer table is named to the linker.
+cc -o "$work/plain/c_program" "$work/src/main.c" -Wl,--undefined=normc_module_model \
+   "$work/plain/model.a" $(pkg-config --cflags --libs normc) -lm
+"$work/plain/c_program"
+c++ -o "$work/plain/cpp_program" "$work/src/main.cpp" -I"$work/plain" \
+    "$work/plain/model.a" $(pkg-config --cflags --libs normc)
+"$work/plain/cpp_program"
+
+echo "== normc --shared from the prefix, no --runtime-lib"
+"$prefix/bin/normc" "$work/src/model.norm" -o "$work/shared" --module model --shared --quiet
+nm -D --defined-only "$work/shared/libmodel.so" | grep -q " T normrt_layer_create"
+echo "check-install: ok"

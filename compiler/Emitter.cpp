@@ -100,14 +100,13 @@ struct CompileJob {
 /// has run for a couple of seconds, when enabled.
 class Progress {
 public:
-  Progress(bool enabled, size_t total) : enabled(enabled), total(total) {}
+  Progress(ProgressMode mode, size_t total) : mode(mode), total(total) {}
 
   void done(const ModulePlan &plan, const CompileJob &job, bool cached) {
     size_t index = ++finished;
-    if (!enabled)
-      return;
-    auto elapsed = std::chrono::steady_clock::now() - start;
-    if (!always && elapsed < std::chrono::seconds(2))
+    if (mode == ProgressMode::Never ||
+        (mode == ProgressMode::Auto &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(2)))
       return;
     const PlannedKernel &k = *job.kernel;
     const PlannedTarget &t = plan.targets[k.target];
@@ -121,10 +120,8 @@ public:
     llvm::errs() << ")" << (cached ? " cached" : "") << "\n";
   }
 
-  bool always = false;
-
 private:
-  bool enabled;
+  ProgressMode mode;
   size_t total;
   std::atomic<size_t> finished{0};
   std::mutex mutex;
@@ -233,8 +230,7 @@ llvm::Error compileKernels(const ModulePlan &plan, const EmitOptions &options,
       return opened.takeError();
     cache = std::move(*opened);
   }
-  Progress progress(options.progress != ProgressMode::Never, jobs.size());
-  progress.always = options.progress == ProgressMode::Always;
+  Progress progress(options.progress, jobs.size());
 
   std::mutex mutex;
   llvm::Error firstError = llvm::Error::success();
@@ -318,7 +314,8 @@ llvm::Expected<ModulePlan> planFor(ModuleOp module,
 } // namespace
 
 llvm::Error normc::checkOutputDirectory(const std::string &dir) {
-  if (std::error_code ec = llvm::sys::fs::create_directories(dir))
+  if (std::error_code ec = llvm::sys::fs::create_directories(
+          dir, /*IgnoreExisting=*/true, llvm::sys::fs::all_all))
     return makeError("cannot create the output directory '" + dir +
                      "': " + ec.message());
   if (!llvm::sys::fs::is_directory(dir))

@@ -7,6 +7,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config clang-14 libclang-rt-14-dev
+  dpkg-dev file
   llvm-14-dev llvm-14-tools libmlir-14-dev mlir-14-tools
   libhalide14-0-dev
   libgtest-dev libgmock-dev libbenchmark-dev libdnnl-dev gnuplot-nox

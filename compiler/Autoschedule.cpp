@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "compiler/Autoschedule.h"
+#include "compiler/Support.h"
 
 #include "llvm/ADT/SmallVector.h"
 #include "llvm/ADT/StringExtras.h"
@@ -15,10 +16,6 @@
 #include "llvm/Support/Path.h"
 
 using namespace normc;
-
-static llvm::Error makeError(const llvm::Twine &message) {
-  return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
-}
 
 llvm::Expected<std::vector<int64_t>> normc::parseShape(llvm::StringRef text) {
   llvm::SmallVector<llvm::StringRef> parts;

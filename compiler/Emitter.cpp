@@ -14,6 +14,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "compiler/Emitter.h"
+#include "compiler/Support.h"
 #include "compiler/KernelCache.h"
 #include "compiler/ModuleFiles.h"
 #include "compiler/ModulePlan.h"
@@ -40,10 +41,6 @@ using namespace normc;
 
 namespace {
 
-llvm::Error makeError(const Twine &message) {
-  return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                 message.str());
-}
 
 /// Every kernel is compiled without a runtime of its own (the module has one)
 /// and takes Halide's user context: the runtime passes the calling layer.

@@ -11,6 +11,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "compiler/HostTarget.h"
+#include "compiler/Support.h"
 #include "runtime/include/normrt/cpu_features.h"
 
 #include "Halide.h"
@@ -31,10 +32,6 @@ using namespace normc;
 
 namespace {
 
-llvm::Error makeError(const llvm::Twine &message) {
-  return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                 message.str());
-}
 
 /// Halide's x86 instruction-set features, weakest first: host resolution
 /// tries to add each in turn.
@@ -52,12 +49,7 @@ bool isX86IsaFeature(Halide::Target::Feature f) {
 }
 
 const llvm::Target *x86Backend(const std::string &triple) {
-  static bool initialized = [] {
-    llvm::InitializeAllTargetInfos();
-    llvm::InitializeAllTargetMCs();
-    return true;
-  }();
-  (void)initialized;
+  initializeLLVMTargets();
   std::string error;
   return llvm::TargetRegistry::lookupTarget(triple, error);
 }

@@ -12,6 +12,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "compiler/ModuleFiles.h"
+#include "compiler/Support.h"
 #include "runtime/include/normrt/module.h"
 
 #include "llvm/ADT/StringExtras.h"
@@ -32,10 +33,6 @@ using namespace normc;
 
 namespace {
 
-llvm::Error makeError(const llvm::Twine &message) {
-  return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                 message.str());
-}
 
 /// Builds the table's constants in one LLVM module.
 class TableBuilder {
@@ -93,14 +90,7 @@ public:
 std::unique_ptr<llvm::TargetMachine> tableMachine(const ModulePlan &plan,
                                                   std::string &tripleOut,
                                                   std::string &error) {
-  static bool initialized = [] {
-    llvm::InitializeAllTargetInfos();
-    llvm::InitializeAllTargets();
-    llvm::InitializeAllTargetMCs();
-    llvm::InitializeAllAsmPrinters();
-    return true;
-  }();
-  (void)initialized;
+  initializeLLVMTargets();
   llvm::Triple triple =
       Halide::Internal::get_triple_for_target(plan.runtimeTarget);
   tripleOut = triple.str();

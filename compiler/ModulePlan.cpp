@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "compiler/ModulePlan.h"
+#include "compiler/Support.h"
 #include "compiler/HostTarget.h"
 #include "runtime/include/normrt/module.h"
 
@@ -21,10 +22,6 @@ using norm::KernelKind;
 
 namespace {
 
-llvm::Error makeError(const Twine &message) {
-  return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                 message.str());
-}
 
 /// Where a target's kernels run, as normrt_layer_desc::device says.
 int32_t deviceOf(const Halide::Target &t) {

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -24,9 +25,23 @@
 
 namespace {
 
-struct Reading {
-  std::map<std::string, bool> features;
-};
+/// Feature name -> present, for every feature of cpu_features.h.
+using Reading = std::map<std::string, bool>;
+
+/// The items of a comma-separated list, empty ones left out.
+std::vector<std::string> splitList(const std::string &list) {
+  std::vector<std::string> items;
+  size_t start = 0;
+  while (start < list.size()) {
+    size_t end = list.find(',', start);
+    if (end == std::string::npos)
+      end = list.size();
+    if (end > start)
+      items.push_back(list.substr(start, end - start));
+    start = end + 1;
+  }
+  return items;
+}
 
 #ifdef NORMRT_X86
 uint64_t readXcr0() {
@@ -51,25 +66,16 @@ Reading readCpu() {
   // XGETBV is usable only when the OS enabled XSAVE (OSXSAVE, leaf 1 ECX 27).
   uint64_t xcr0 = cpuidBit(1, 0, 2, 27) ? readXcr0() : 0;
 #define NORMRT_READ_FEATURE(name, leaf, subleaf, reg, bit, state)              \
-  reading.features[name] = cpuidBit(leaf, subleaf, reg, bit) &&                \
-                           (xcr0 & (state)) == (state);
+  reading[name] =                                                              \
+      cpuidBit(leaf, subleaf, reg, bit) && (xcr0 & (state)) == (state);
   NORMRT_X86_FEATURES(NORMRT_READ_FEATURE)
 #undef NORMRT_READ_FEATURE
 #endif
   // Test hook: features masked off as if the CPU lacked them (never on).
-  if (const char *mask = std::getenv("NORMRT_TEST_CPU_FEATURES")) {
-    std::string list = mask;
-    size_t start = 0;
-    while (start <= list.size()) {
-      size_t end = list.find(',', start);
-      if (end == std::string::npos)
-        end = list.size();
-      std::string item = list.substr(start, end - start);
+  if (const char *mask = std::getenv("NORMRT_TEST_CPU_FEATURES"))
+    for (const std::string &item : splitList(mask))
       if (item.size() > 1 && item[0] == '-')
-        reading.features[item.substr(1)] = false;
-      start = end + 1;
-    }
-  }
+        reading[item.substr(1)] = false;
   return reading;
 }
 
@@ -81,22 +87,14 @@ const Reading &cpu() {
 } // namespace
 
 bool normrt::cpuHasFeature(const std::string &name) {
-  auto found = cpu().features.find(name);
-  return found != cpu().features.end() && found->second;
+  auto found = cpu().find(name);
+  return found != cpu().end() && found->second;
 }
 
 std::string normrt::missingCpuFeatures(const char *list) {
   std::string missing;
-  std::string all = list ? list : "";
-  size_t start = 0;
-  while (start < all.size()) {
-    size_t end = all.find(',', start);
-    if (end == std::string::npos)
-      end = all.size();
-    std::string name = all.substr(start, end - start);
-    if (!name.empty() && !cpuHasFeature(name))
+  for (const std::string &name : splitList(list ? list : ""))
+    if (!cpuHasFeature(name))
       missing += (missing.empty() ? "" : ",") + name;
-    start = end + 1;
-  }
   return missing;
 }

@@ -225,11 +225,11 @@ struct normrt_layer {
   StateBuffer weight, bias, runningMean, runningVar, counter, saveMean,
       saveInvstd;
   /// The last successful forward, which backward differentiates (as
-  /// autograd does): whether it normalized with batch statistics (then
-  /// save_mean/save_invstd are its statistics) and the shape of its input.
-  bool haveForward = false;
-  bool forwardUsedBatchStats = false;
+  /// autograd does): the shape of its input (empty before any forward;
+  /// inputs have at least two dimensions) and whether it normalized with
+  /// batch statistics (then save_mean/save_invstd are its statistics).
   std::vector<int64_t> forwardShape;
+  bool forwardUsedBatchStats = false;
   // Scratch written by kernels and committed on success.
   StateBuffer newMean, newInvstd, newVar, newRunningMean, newRunningVar,
       newCounter, gradWeight, gradBias;
@@ -752,7 +752,6 @@ int checkChannelVector(const normrt_layer *layer, const normrt_tensor *t,
 /// Remembers a successful forward for backward.
 void recordForward(normrt_layer *layer, const normrt_tensor *x,
                    bool batchStats) {
-  layer->haveForward = true;
   layer->forwardUsedBatchStats = batchStats;
   layer->forwardShape.assign(x->shape, x->shape + x->ndim);
 }
@@ -1080,14 +1079,13 @@ int normrt_layer_backward(normrt_layer *layer, const normrt_tensor *x,
     return 1;
   // Backward differentiates the last forward: its mode and statistics, not
   // the layer's mode now (eval() between the two changes nothing here).
-  if (!layer->haveForward)
+  if (layer->forwardShape.empty())
     return fail("layer '%s': backward needs a forward call first (it "
                 "differentiates the last forward, with that forward's "
                 "statistics)",
                 d->name);
   if (!std::equal(layer->forwardShape.begin(), layer->forwardShape.end(),
-                  x->shape, x->shape + x->ndim) ||
-      int64_t(layer->forwardShape.size()) != x->ndim)
+                  x->shape, x->shape + x->ndim))
     return fail("layer '%s': backward got an input of size %s, but the last "
                 "forward's input had size %s; backward differentiates the "
                 "last forward",

@@ -4,7 +4,8 @@
 // norm-verify. For each layer and each target it appends `norm.kernel` ops
 // after the layer, following the kernel set of docs/design.md:
 //   forward_train, backward                         always
-//   update_stats, forward_eval, backward_eval       with track_running_stats
+//   update_stats, forward_eval, backward_eval       with running statistics
+//                                                   (kinds that keep them)
 // A layer that already has kernels is left alone, so the pass is idempotent.
 //
 //===----------------------------------------------------------------------===//
@@ -36,7 +37,7 @@ struct ExpandKernelsPass : public ExpandKernelsBase<ExpandKernelsPass> {
         continue;
       llvm::SmallVector<KernelKind, 5> kinds = {KernelKind::ForwardTrain,
                                                 KernelKind::Backward};
-      if (layer.track_running_stats())
+      if (layer.tracksRunningStats())
         kinds = {KernelKind::ForwardTrain, KernelKind::UpdateStats,
                  KernelKind::ForwardEval, KernelKind::Backward,
                  KernelKind::BackwardEval};

@@ -1,7 +1,11 @@
-//===- KernelAlgorithms.cpp - The math of every BatchNorm kernel ----------===//
+//===- KernelAlgorithms.cpp - The math of every normalization kernel ------===//
 //
-// This file implements the algorithms of the five kernels with PyTorch's
-// semantics (docs/design.md, "Semantics"); n = N * prod(spatial) per channel.
+// This file implements the algorithms of the kernel set with PyTorch's
+// semantics (docs/design.md, "Semantics") once for every kind: each kernel
+// is written over the reduction plan of its layer (normrt/kinds.h), the
+// view [s, k, c, n] with the axes the statistics reduce, the axes that index
+// weight and bias, and the statistic (mean and variance, or mean square).
+// n below is the number of values a statistic reduces.
 //
 // Numerics: reductions and elementwise math run in the accumulator type that
 // PyTorch's CPU kernels use (f64 for f32 and f64 tensors, f32 for f16 and
@@ -10,14 +14,14 @@
 // sums (one pass, stable: see forwardTrain), never E[x^2] - E[x]^2, which
 // loses all digits on data far from zero (PyTorch issue 5410).
 //
-// Layouts: the math indexes tensors as [s, c, n] either way. Contiguous
-// (NCHW) tensors have s innermost; channels-last (NHWC) ones have c
-// innermost, which the kernels state as constraints on their buffers so
-// that Halide knows the stride-1 dimension.
+// Epilogues: y = act(norm(x) + residual). Backward never reads y: it
+// recomputes the pre-activation from x, the residual and the saved
+// statistics, so the chain rule through act needs no stored output.
 //
 //===----------------------------------------------------------------------===//
 
 #include "compiler/KernelAlgorithms.h"
+#include "runtime/include/normrt/module.h"
 
 #include "llvm/Support/Format.h"
 #include "llvm/Support/raw_ostream.h"
@@ -27,6 +31,7 @@
 
 using namespace Halide;
 using normc::norm::KernelKind;
+using namespace normrt::kinds;
 
 namespace normc {
 
@@ -36,6 +41,12 @@ Type accumulatorType(const Type &ioType) {
 
 Type parameterType(const Type &ioType) {
   return ioType.bits() == 64 ? Float(64) : Float(32);
+}
+
+ReductionPlan KernelConfig::kernelPlan() const {
+  if (kind == KernelKind::ForwardEval || kind == KernelKind::BackwardEval)
+    return runningStatsPlan(plan);
+  return plan;
 }
 
 std::string KernelConfig::key() const {
@@ -48,25 +59,30 @@ std::string KernelConfig::key() const {
     os << "/bf16bits";
   if (f64ConstantsAsBits)
     os << "/f64bits";
-  if (kind != KernelKind::UpdateStats)
-    os << "/layout=" << (channelsLast ? "channels_last" : "contiguous")
-       << "/blocked=" << blockChannels;
-  switch (kind) {
-  case KernelKind::ForwardTrain:
-  case KernelKind::ForwardEval:
-  case KernelKind::BackwardEval:
-    os << "/affine=" << affine << "/eps=" << llvm::format("%a", eps);
-    break;
-  case KernelKind::Backward:
-    os << "/affine=" << affine;
-    break;
-  case KernelKind::UpdateStats:
+  ReductionPlan p = kernelPlan();
+  os << "/plan=";
+  for (int a = 0; a < kNumAxes; ++a)
+    os << (p.has[a] ? kAxisNames[a] : "-") << (p.reduced[a] ? "r" : "")
+       << (p.param[a] ? "p" : "");
+  os << "/order=";
+  for (Axis a : p.order)
+    os << kAxisNames[a];
+  os << "/stat=" << int(p.statistic) << "/long=" << p.longRows;
+  if (kind == KernelKind::UpdateStats) {
+    os << "/counts=" << countsBatches;
     if (momentum)
       os << "/momentum=" << llvm::format("%a", *momentum);
     else
       os << "/momentum=None";
-    break;
+    return os.str();
   }
+  os << "/affine=" << affine << "/bias=" << bias
+     << "/act=" << activationName(activation) << "/residual=" << residual;
+  if (kind == KernelKind::ForwardTrain)
+    os << "/track=" << trackRunning;
+  bool usesEps = kind != KernelKind::Backward;
+  if (usesEps)
+    os << "/eps=" << llvm::format("%a", eps);
   return os.str();
 }
 
@@ -123,100 +139,254 @@ Expr ioResult(const KernelConfig &cfg, Expr v) {
   return cast(UInt(16), result);
 }
 
-/// Tells Halide which dimension of a [s, c, n] tensor has stride 1.
-void constrainLayout(OutputImageParam buffer, bool channelsLast) {
-  if (channelsLast) {
-    buffer.dim(0).set_stride(Expr());
-    buffer.dim(1).set_stride(1);
+/// Which axes of the view an index has: all the plan has, the statistics'
+/// (kept) ones, or the parameters'.
+using AxisFilter = bool (*)(const ReductionPlan &, Axis);
+bool present(const ReductionPlan &p, Axis a) { return p.has[a]; }
+bool keptAxis(const ReductionPlan &p, Axis a) { return p.kept(a); }
+bool paramAxis(const ReductionPlan &p, Axis a) { return p.has[a] && p.param[a]; }
+
+/// The pure Vars of the axes `filter` selects, in [s, k, c, n] order.
+std::vector<Var> axisVars(const schedules::KernelStages &k,
+                          const ReductionPlan &p, AxisFilter filter) {
+  std::vector<Var> vars;
+  for (int a = 0; a < kNumAxes; ++a)
+    if (filter(p, Axis(a)))
+      vars.push_back(k.var(Axis(a)));
+  return vars;
+}
+
+/// Tells Halide which dimension of a tensor has stride 1.
+void constrainLayout(OutputImageParam buffer, const ReductionPlan &p) {
+  Axis unit = p.unitStride();
+  int dim = 0;
+  for (int a = 0; a < kNumAxes; ++a) {
+    if (!p.has[a])
+      continue;
+    if (Axis(a) == unit)
+      buffer.dim(dim).set_stride(1);
+    else if (dim == 0)
+      buffer.dim(0).set_stride(Expr());
+    ++dim;
   }
 }
 
-/// Shared set-up: the input tensor, its extents and the reduction domain.
+/// An image of the tensor view (x, grad_output, residual).
+ImageParam tensorImage(const KernelConfig &cfg, const ReductionPlan &p,
+                       const std::string &name) {
+  int dims = 0;
+  for (int a = 0; a < kNumAxes; ++a)
+    dims += p.has[a];
+  ImageParam image(tensorType(cfg), dims, name);
+  constrainLayout(image, p);
+  return image;
+}
+
+/// A vector image indexed by the axes `filter` selects (statistics,
+/// parameters).
+ImageParam smallImage(Type type, const ReductionPlan &p, AxisFilter filter,
+                      const std::string &name) {
+  int dims = 0;
+  for (int a = 0; a < kNumAxes; ++a)
+    dims += filter(p, Axis(a));
+  return ImageParam(type, dims, name);
+}
+
+/// Shared set-up: the input tensor, its extents, and the reduction domain of
+/// the statistics (reduced axes, innermost in memory first).
 struct TensorInput {
   ImageParam x;
   RDom r;
-  Expr count; ///< n = N * prod(spatial), in the arithmetic type
-  TensorInput(const KernelConfig &cfg, const Arith &A, const std::string &name,
+  /// The reduced axes' positions of r: index into r of each axis, or -1.
+  int rdim[kNumAxes] = {-1, -1, -1, -1};
+  Expr count; ///< values per statistic, in the arithmetic type
+  TensorInput(const KernelConfig &cfg, const ReductionPlan &p, const Arith &A,
               schedules::KernelStages &k)
-      : x(tensorType(cfg), 3, name) {
-    constrainLayout(x, cfg.channelsLast);
-    k.spatial = x.dim(0).extent();
-    k.channels = x.dim(1).extent();
-    k.batch = x.dim(2).extent();
-    r = RDom(0, k.spatial, 0, k.batch, "r");
+      : x(tensorImage(cfg, p, "x")) {
+    int dim = 0;
+    Expr extents[kNumAxes];
+    for (int a = 0; a < kNumAxes; ++a)
+      extents[a] = p.has[a] ? x.dim(dim++).extent() : Expr(1);
+    k.spatial = extents[S];
+    k.groupSize = extents[K];
+    k.channels = extents[C];
+    k.batch = extents[N];
+    std::vector<std::pair<Expr, Expr>> ranges;
+    Expr product = cast(Float(64), 1);
+    for (Axis a : p.order) {
+      if (!p.has[a] || !p.reduced[a])
+        continue;
+      rdim[a] = int(ranges.size());
+      ranges.emplace_back(0, extents[a]);
+      product = product * cast(Float(64), extents[a]);
+    }
+    Region region;
+    for (auto &range : ranges)
+      region.push_back(Range(range.first, range.second));
+    r = RDom(region, "r");
     // Product in f64 first: N * S may overflow 32 bits, not the tensor.
-    count = A(cast(Float(64), k.spatial) * cast(Float(64), k.batch));
+    count = A(product);
+  }
+
+  /// The element at the reduction's point for the statistic at `kept`
+  /// (pure vars for the kept axes). The batch axis is walked last to first:
+  /// a channel-blocked schedule that writes the channel's output first to
+  /// last then starts on the images it read last, which are the ones still
+  /// in the core's cache (schedules/CpuPlanar.cpp).
+  void at(const schedules::KernelStages &k, const ReductionPlan &p,
+          Expr (&out)[kNumAxes]) const {
+    for (int a = 0; a < kNumAxes; ++a) {
+      if (rdim[a] < 0) {
+        out[a] = k.var(Axis(a));
+        continue;
+      }
+      Expr rv = r[rdim[a]];
+      out[a] = Axis(a) == N ? k.batch - 1 - rv : rv;
+    }
+    (void)p;
   }
 };
 
-/// sum over (s, n) of `value(s, n)` for each channel. The images are summed
-/// last to first: a channel-blocked schedule that writes the channel's output
-/// first to last then starts on the images it read last, which are the ones
-/// still in the core's cache (schedules/CpuPlanar.cpp).
-Func channelSum(const std::string &name, const RDom &r, Var c, const Arith &A,
-                const std::function<Tuple(Expr, Expr)> &value,
-                schedules::KernelStages &k) {
+/// sum over the reduction domain of `value(at)` for each statistic.
+Func statSum(const std::string &name, const TensorInput &in,
+             const ReductionPlan &p, const Arith &A,
+             const std::function<Tuple(const Expr (&)[kNumAxes])> &value,
+             schedules::KernelStages &k) {
   Func f(name);
-  Tuple first = value(r.x, k.batch - 1 - r.y);
+  std::vector<Var> vars = axisVars(k, p, keptAxis);
+  Expr at[kNumAxes];
+  in.at(k, p, at);
+  Tuple first = value(at);
   std::vector<Expr> zeros(first.size(), A.constant(0));
-  f(c) = Tuple(zeros);
+  f(vars) = Tuple(zeros);
   std::vector<Expr> updated;
   for (size_t i = 0; i < first.size(); ++i)
-    updated.push_back(first.size() == 1 ? f(c) + first[i] : f(c)[i] + first[i]);
-  f(c) = Tuple(updated);
-  k.reductions.emplace_back(f, r);
+    updated.push_back(first.size() == 1 ? f(vars) + first[i]
+                                        : f(vars)[i] + first[i]);
+  f(vars) = Tuple(updated);
+  k.reductions.push_back({f, in.r, vars, false});
   return f;
 }
 
-/// Weight and bias; only affine layers take them as arguments.
-struct AffineParams {
-  ImageParam w, b;
-  explicit AffineParams(Type type) : w(type, 1, "weight"), b(type, 1, "bias") {}
-};
-
-/// The buffer arguments of a kernel: `images`, then weight (and bias) for
-/// affine layers.
-void setImages(KernelAlgorithm &a, std::vector<ImageParam> images,
-               const KernelConfig &cfg, const AffineParams &p, bool withBias) {
-  if (cfg.affine) {
-    images.push_back(p.w);
-    if (withBias)
-      images.push_back(p.b);
+/// sum over the non-parameter axes of `value(at)` for each parameter.
+Func paramSum(const std::string &name, const KernelConfig &cfg,
+              const ReductionPlan &p, const Arith &A,
+              const std::function<Tuple(const Expr (&)[kNumAxes])> &value,
+              schedules::KernelStages &k) {
+  (void)cfg;
+  Func f(name);
+  std::vector<Var> vars = axisVars(k, p, paramAxis);
+  Region region;
+  int rdim[kNumAxes] = {-1, -1, -1, -1};
+  for (Axis a : p.order) {
+    if (!p.has[a] || p.param[a])
+      continue;
+    rdim[a] = int(region.size());
+    region.push_back(Range(0, k.extent(a)));
   }
-  a.images = std::move(images);
-  a.inputs.assign(a.images.begin(), a.images.end());
+  RDom r(region, "rp");
+  Expr at[kNumAxes];
+  for (int a = 0; a < kNumAxes; ++a)
+    at[a] = rdim[a] < 0 ? Expr(k.var(Axis(a))) : Expr(r[rdim[a]]);
+  Tuple first = value(at);
+  std::vector<Expr> zeros(first.size(), A.constant(0));
+  f(vars) = Tuple(zeros);
+  std::vector<Expr> updated;
+  for (size_t i = 0; i < first.size(); ++i)
+    updated.push_back(first.size() == 1 ? f(vars) + first[i]
+                                        : f(vars)[i] + first[i]);
+  f(vars) = Tuple(updated);
+  k.reductions.push_back({f, r, vars, true});
+  return f;
 }
+
+/// The element Funcs of a kernel: the epilogue's inputs, weight and bias,
+/// and the tensor outputs.
+struct Elementwise {
+  const KernelConfig &cfg;
+  ReductionPlan p;
+  Arith A; ///< per-statistic arithmetic
+  Arith E; ///< per-element arithmetic
+  schedules::KernelStages &k;
+  ImageParam w, b, z;
+  Func wE, bE; ///< weight and bias in E, per parameter
+
+  Elementwise(const KernelConfig &cfg, const ReductionPlan &p, Arith A,
+              Arith E, schedules::KernelStages &k)
+      : cfg(cfg), p(p), A(A), E(E), k(k) {
+    if (cfg.affine) {
+      w = smallImage(cfg.paramType, p, paramAxis, "weight");
+      if (cfg.bias)
+        b = smallImage(cfg.paramType, p, paramAxis, "bias");
+    }
+    if (cfg.residual)
+      z = tensorImage(cfg, p, "residual");
+  }
+  /// The weight at `at` (1 without affine), in E.
+  Expr weight(const Expr (&at)[kNumAxes]) const {
+    return cfg.affine ? E(A(w(select(at, paramAxis)))) : E.constant(1);
+  }
+  Expr biasAt(const Expr (&at)[kNumAxes]) const {
+    return cfg.affine && cfg.bias ? E(A(b(select(at, paramAxis))))
+                                  : E.constant(0);
+  }
+  std::vector<Expr> select(const Expr (&at)[kNumAxes],
+                           AxisFilter filter) const {
+    std::vector<Expr> out;
+    for (int a = 0; a < kNumAxes; ++a)
+      if (filter(p, Axis(a)))
+        out.push_back(at[a]);
+    return out;
+  }
+  /// act(u + residual) for the forward; the residual at `at`.
+  Expr epilogue(Expr u, const Expr (&at)[kNumAxes]) const {
+    if (cfg.residual)
+      u = u + E(ioValue(cfg, z(select(at, present))));
+    switch (cfg.activation) {
+    case Activation::ReLU:
+      return max(u, E.constant(0));
+    case Activation::SiLU:
+      return u / (E.constant(1) + exp(-u));
+    default:
+      return u;
+    }
+  }
+  /// The gradient of act at its input v = u + residual, times g.
+  Expr activationGrad(Expr v, Expr g) const {
+    switch (cfg.activation) {
+    case Activation::ReLU:
+      return Halide::select(v > E.constant(0), g, E.constant(0));
+    case Activation::SiLU: {
+      Expr sig = E.constant(1) / (E.constant(1) + exp(-v));
+      return g * sig * (E.constant(1) + v * (E.constant(1) - sig));
+    }
+    default:
+      return g;
+    }
+  }
+  /// The arguments: `images`, then residual, weight and bias as the kernel
+  /// takes them.
+  void setInputs(KernelAlgorithm &a, std::vector<ImageParam> front,
+                 std::vector<ImageParam> stats, bool withBias) const {
+    std::vector<ImageParam> images = std::move(front);
+    if (cfg.residual)
+      images.insert(images.begin() + 1, z);
+    images.insert(images.end(), stats.begin(), stats.end());
+    if (cfg.affine) {
+      images.push_back(w);
+      if (cfg.bias && withBias)
+        images.push_back(b);
+    }
+    a.images = std::move(images);
+    a.inputs.assign(a.images.begin(), a.images.end());
+  }
+};
 
 /// A tensor output in the kernel's layout.
 Func tensorOutput(const std::string &name, schedules::KernelStages &k) {
   Func f(name);
   k.tensorOutputs.push_back(f);
   return f;
-}
-
-/// Applies the layout constraints to the tensor outputs, once defined.
-void constrainOutputs(const KernelConfig &cfg, schedules::KernelStages &k) {
-  for (Func f : k.tensorOutputs)
-    constrainLayout(f.output_buffer(), cfg.channelsLast);
-}
-
-/// y = (x - mean) * (invstd * w) + b: the normalization both forwards share,
-/// with per-channel mean, scale and shift computed once per channel in the
-/// accumulator type and the per-element math in `E`.
-Func normalize(const KernelConfig &cfg, const Arith &A, const Arith &E,
-               const TensorInput &in, Func mean, Func invstd,
-               const AffineParams &p, schedules::KernelStages &k) {
-  Var s = k.s, c = k.c, n = k.n;
-  Func meanE("mean_e"), scale("scale"), shift("shift");
-  meanE(c) = E(mean(c));
-  scale(c) = E(cfg.affine ? invstd(c) * A(p.w(c)) : invstd(c));
-  shift(c) = E(cfg.affine ? A(p.b(c)) : A.constant(0));
-  Func y = tensorOutput("y", k);
-  y(s, c, n) =
-      ioResult(cfg, (E(ioValue(cfg, in.x(s, c, n))) - meanE(c)) * scale(c) +
-                    shift(c));
-  k.channelFuncs.insert(k.channelFuncs.end(), {meanE, scale, shift});
-  return y;
 }
 
 /// The per-element arithmetic type where it may be narrower than the
@@ -228,187 +398,398 @@ Type elementType(const KernelConfig &cfg, const Arith &A) {
   return cfg.ioType == Float(32) ? Float(32) : A.type;
 }
 
+/// y = act((x - mean) * invstd * w + b + residual) with the statistics
+/// `mean` (null for RMSNorm) and `invstd` indexed by the kept axes. When
+/// weight and bias are indexed by the statistics' axes too (BatchNorm),
+/// scale = invstd * w and shift = b are computed once per statistic.
+Func normalize(const KernelConfig &cfg, const ReductionPlan &p,
+               const Elementwise &el, const TensorInput &in, Func mean,
+               Func invstd, schedules::KernelStages &k) {
+  const Arith &A = el.A, &E = el.E;
+  std::vector<Var> kept = axisVars(k, p, keptAxis);
+  Expr at[kNumAxes];
+  for (int a = 0; a < kNumAxes; ++a)
+    at[a] = k.var(Axis(a));
+  std::vector<Expr> keptAt = el.select(at, keptAxis);
+  Func y = tensorOutput("y", k);
+  Expr xv = E(ioValue(cfg, in.x(el.select(at, present))));
+  Expr centered = xv;
+  if (mean.defined()) {
+    Func meanE("mean_e");
+    meanE(kept) = E(mean(kept));
+    k.channelFuncs.push_back(meanE);
+    centered = xv - meanE(keptAt);
+  }
+  Expr u;
+  if (p.paramsAreStatGroups()) {
+    Func scale("scale"), shift("shift");
+    scale(kept) = E(cfg.affine ? invstd(kept) * A(el.w(kept)) : invstd(kept));
+    shift(kept) = E(cfg.affine && cfg.bias ? A(el.b(kept)) : A.constant(0));
+    k.channelFuncs.insert(k.channelFuncs.end(), {scale, shift});
+    u = centered * scale(keptAt) + shift(keptAt);
+  } else {
+    Func invstdE("invstd_e");
+    invstdE(kept) = E(invstd(kept));
+    k.channelFuncs.push_back(invstdE);
+    u = centered * invstdE(keptAt);
+    if (cfg.affine) {
+      std::vector<Var> params = axisVars(k, p, paramAxis);
+      Func wE("weight_e"), bE("bias_e");
+      wE(params) = el.weight(at);
+      k.paramFuncs.push_back(wE);
+      u = u * wE(el.select(at, paramAxis));
+      if (cfg.bias) {
+        bE(params) = el.biasAt(at);
+        k.paramFuncs.push_back(bE);
+        u = u + bE(el.select(at, paramAxis));
+      }
+    }
+  }
+  y(el.select(at, present)) = ioResult(cfg, el.epilogue(u, at));
+  return y;
+}
+
 /// train forward:
 ///   mean = E[x], var = E[(x - mean)^2], invstd = 1 / sqrt(var + eps)
-///   y = (x - mean) * invstd * w + b
+///   y = act((x - mean) * invstd * w + b + residual)
+/// RMSNorm: ms = E[x^2], rstd = 1 / sqrt(ms + eps), y = act(x * rstd * w + ...)
 KernelAlgorithm forwardTrain(const KernelConfig &cfg) {
   KernelAlgorithm a;
   schedules::KernelStages &k = a.stages;
-  Var c = k.c;
+  ReductionPlan p = cfg.plan;
   Arith A = arith(cfg, accumulatorType(cfg.ioType));
-  TensorInput in(cfg, A, "x", k);
-  AffineParams params(cfg.paramType);
+  TensorInput in(cfg, p, A, k);
+  Elementwise el(cfg, p, A, A, k);
+  std::vector<Var> kept = axisVars(k, p, keptAxis);
+  Expr first[kNumAxes];
+  for (int a = 0; a < kNumAxes; ++a)
+    first[a] = p.reduced[a] ? Expr(0) : Expr(k.var(Axis(a)));
 
-  // Statistics in one pass of shifted sums: with K a value of the channel
-  // (its first), d = x - K,  mean = K + E[d],  var = E[d^2] - E[d]^2.
-  // |mean - K| is of the order of the standard deviation, so the
-  // subtraction cancels only about one digit of the accumulator's 16 (f64 for
-  // f32/f64 tensors) or 7 (f32 for f16/bf16), unlike E[x^2] - E[x]^2, which
-  // cancels log10(mean^2 / var) of them (PyTorch issue 5410; the offset-data
-  // tests hold it to the float64 reference at mean 1e3, std 1). One pass
-  // instead of two: measured 2.39x -> 2.06x a copy on 64x64x112x112 NCHW and
-  // 2.33x -> 1.69x on 32x64x56x56; channels-last saves a DRAM read.
-  Func shift("shift_k");
-  shift(c) = A(ioValue(cfg, in.x(0, c, 0)));
-  k.channelFuncs.push_back(shift);
-  k.reductionInputs.push_back(shift);
-  Func sums = channelSum(
-      "sum_d_d2", in.r, c, A,
-      [&](Expr rs, Expr rn) {
-        Expr d = A(ioValue(cfg, in.x(rs, c, rn))) - shift(c);
-        return Tuple(d, d * d);
-      },
-      k);
   Func mean("mean"), var("var"), invstd("invstd");
-  Expr meanD = sums(c)[0] / in.count;
-  mean(c) = shift(c) + meanD;
-  var(c) = max(sums(c)[1] / in.count - meanD * meanD, A.constant(0));
-  invstd(c) = A.constant(1) / sqrt(var(c) + A.constant(cfg.eps));
+  if (p.centered()) {
+    // Statistics in one pass of shifted sums: with K a value of the group
+    // (its first), d = x - K,  mean = K + E[d],  var = E[d^2] - E[d]^2.
+    // |mean - K| is of the order of the standard deviation, so the
+    // subtraction cancels only about one digit of the accumulator's 16 (f64
+    // for f32/f64 tensors) or 7 (f32 for f16/bf16), unlike E[x^2] - E[x]^2,
+    // which cancels log10(mean^2 / var) of them (PyTorch issue 5410; the
+    // offset-data tests hold it to the float64 reference at mean 1e3, std
+    // 1). One pass instead of two: measured 2.39x -> 2.06x a copy on
+    // 64x64x112x112 NCHW and 2.33x -> 1.69x on 32x64x56x56.
+    Func shift("shift_k");
+    shift(kept) = A(ioValue(cfg, in.x(el.select(first, present))));
+    k.channelFuncs.push_back(shift);
+    k.reductionInputs.push_back(shift);
+    Func sums = statSum(
+        "sum_d_d2", in, p, A,
+        [&](const Expr(&at)[kNumAxes]) {
+          Expr d = A(ioValue(cfg, in.x(el.select(at, present)))) - shift(kept);
+          return Tuple(d, d * d);
+        },
+        k);
+    Expr meanD = sums(kept)[0] / in.count;
+    mean(kept) = shift(kept) + meanD;
+    var(kept) = max(sums(kept)[1] / in.count - meanD * meanD, A.constant(0));
+  } else {
+    Func sums = statSum(
+        "sum_x2", in, p, A,
+        [&](const Expr(&at)[kNumAxes]) {
+          Expr v = A(ioValue(cfg, in.x(el.select(at, present))));
+          return Tuple(v * v);
+        },
+        k);
+    var(kept) = sums(kept) / in.count;
+  }
+  invstd(kept) = A.constant(1) / sqrt(var(kept) + A.constant(cfg.eps));
   // Per-element math in the accumulator type: the mean here is the f64 batch
   // mean, whose f32 rounding would move y by ulp(mean) / std on data far
   // from zero.
-  Func y = normalize(cfg, A, A, in, mean, invstd, params, k);
+  Func y = normalize(cfg, p, el, in, p.centered() ? mean : Func(), invstd, k);
 
-  Func saveMean("save_mean"), saveInvstd("save_invstd"), batchVar("batch_var");
-  saveMean(c) = cast(cfg.paramType, mean(c));
-  saveInvstd(c) = cast(cfg.paramType, invstd(c));
-  batchVar(c) = cast(cfg.paramType, var(c));
-
-  setImages(a, {in.x}, cfg, params, /*withBias=*/true);
-  a.outputs = {y, saveMean, saveInvstd, batchVar};
-  k.channelOutputs = {saveMean, saveInvstd, batchVar};
+  a.outputs = {y};
+  if (p.centered()) {
+    Func saveMean("save_mean");
+    saveMean(kept) = cast(cfg.paramType, mean(kept));
+    a.outputs.push_back(saveMean);
+    k.channelOutputs.push_back(saveMean);
+  }
+  Func saveInvstd("save_invstd");
+  saveInvstd(kept) = cast(cfg.paramType, invstd(kept));
+  a.outputs.push_back(saveInvstd);
+  k.channelOutputs.push_back(saveInvstd);
+  if (cfg.trackRunning) {
+    Func batchVar("batch_var");
+    batchVar(kept) = cast(cfg.paramType, var(kept));
+    a.outputs.push_back(batchVar);
+    k.channelOutputs.push_back(batchVar);
+  }
+  el.setInputs(a, {in.x}, {}, /*withBias=*/true);
+  k.reducesThenWrites = true;
   return a;
 }
 
-/// running statistics, after a train forward over n values per channel:
+/// running statistics, after a train forward with n values per statistic:
 ///   counter += 1; f = momentum, or 1 / counter when momentum is None
 ///   running_mean = (1 - f) running_mean + f mean
 ///   running_var  = (1 - f) running_var  + f var * n / (n - 1)
-/// Always in f64, like PyTorch's update.
+/// Statistics per instance (InstanceNorm) are averaged over the batch first,
+/// as torch.instance_norm does. Always in f64, like PyTorch's update.
 KernelAlgorithm updateStats(const KernelConfig &cfg) {
   KernelAlgorithm a;
   schedules::KernelStages &k = a.stages;
   Var c = k.c;
   Arith A = arith(cfg, Float(64));
-  ImageParam batchMean(cfg.paramType, 1, "batch_mean"),
-      batchVar(cfg.paramType, 1, "batch_var"),
+  bool perInstance = cfg.plan.kept(N);
+  int statDims = perInstance ? 2 : 1;
+  ImageParam batchMean(cfg.paramType, statDims, "save_mean"),
+      batchVar(cfg.paramType, statDims, "batch_var"),
       runningMean(cfg.paramType, 1, "running_mean"),
       runningVar(cfg.paramType, 1, "running_var"),
       counter(Int(64), 0, "num_batches_tracked");
   Param<int64_t> count("count");
   k.spatial = 1;
+  k.groupSize = 1;
   k.channels = runningMean.dim(0).extent();
   k.batch = 1;
+  k.plan = runningStatsPlan(cfg.plan);
 
-  Func counterOut("num_batches_tracked_out");
-  counterOut() = counter() + 1;
+  Expr meanIn = A(batchMean(c)), varIn;
+  if (perInstance) {
+    RDom rn(0, batchMean.dim(1).extent(), "rn");
+    Expr instances = A(batchMean.dim(1).extent());
+    meanIn = sum(A(batchMean(c, rn)), "mean_over_batch") / instances;
+    varIn = sum(A(batchVar(c, rn)), "var_over_batch") / instances;
+  } else {
+    varIn = A(batchVar(c));
+  }
   Expr f = cfg.momentum ? A.constant(*cfg.momentum)
                         : A.constant(1) / A(counter() + 1);
   Expr unbias = A(count) / A(count - 1);
   Func meanOut("running_mean_out"), varOut("running_var_out");
-  meanOut(c) = cast(cfg.paramType, (A.constant(1) - f) * A(runningMean(c)) +
-                                       f * A(batchMean(c)));
+  meanOut(c) =
+      cast(cfg.paramType, (A.constant(1) - f) * A(runningMean(c)) + f * meanIn);
   varOut(c) = cast(cfg.paramType, (A.constant(1) - f) * A(runningVar(c)) +
-                                      f * A(batchVar(c)) * unbias);
+                                      f * varIn * unbias);
 
-  a.images = {batchMean, batchVar, runningMean, runningVar, counter};
+  a.images = {batchMean, batchVar, runningMean, runningVar};
+  if (cfg.countsBatches)
+    a.images.push_back(counter);
   a.inputs.assign(a.images.begin(), a.images.end());
   a.inputs.push_back(count);
   a.scalars.push_back(count.parameter());
-  a.outputs = {meanOut, varOut, counterOut};
+  a.outputs = {meanOut, varOut};
   k.ioType = cfg.paramType;
   k.channelOutputs = {meanOut, varOut};
-  k.scalarOutputs = {counterOut};
+  if (cfg.countsBatches) {
+    Func counterOut("num_batches_tracked_out");
+    counterOut() = counter() + 1;
+    a.outputs.push_back(counterOut);
+    k.scalarOutputs = {counterOut};
+  }
   return a;
 }
 
 /// eval forward with running statistics:
-///   y = (x - running_mean) / sqrt(running_var + eps) * w + b
+///   y = act((x - running_mean) / sqrt(running_var + eps) * w + b + residual)
 KernelAlgorithm forwardEval(const KernelConfig &cfg) {
   KernelAlgorithm a;
   schedules::KernelStages &k = a.stages;
+  ReductionPlan p = cfg.kernelPlan();
   Var c = k.c;
   Arith A = arith(cfg, accumulatorType(cfg.ioType));
-  TensorInput in(cfg, A, "x", k);
+  TensorInput in(cfg, p, A, k);
   ImageParam runningMean(cfg.paramType, 1, "running_mean"),
       runningVar(cfg.paramType, 1, "running_var");
-  AffineParams params(cfg.paramType);
+  Elementwise el(cfg, p, A, Arith{elementType(cfg, A)}, k);
 
   Func mean("mean"), invstd("invstd");
   mean(c) = A(runningMean(c));
   invstd(c) = A.constant(1) / sqrt(A(runningVar(c)) + A.constant(cfg.eps));
-  Func y = normalize(cfg, A, Arith{elementType(cfg, A)}, in, mean, invstd,
-                     params, k);
+  Func y = normalize(cfg, p, el, in, mean, invstd, k);
 
-  setImages(a, {in.x, runningMean, runningVar}, cfg, params,
-            /*withBias=*/true);
+  el.setInputs(a, {in.x}, {runningMean, runningVar}, /*withBias=*/true);
   a.outputs = {y};
   return a;
 }
 
-/// backward through normalization with statistics `mean` and `invstd`
-/// (batch statistics in training, running ones in eval):
-///   xhat = (x - mean) * invstd, db = sum(dy), dw = sum(dy * xhat)
-///   train: dx = w * invstd * (dy - db / n - xhat * dw / n)
-///   eval:  dx = w * invstd * dy          (the statistics are constants)
+/// backward through y = act(norm(x) + residual) with statistics `mean` and
+/// `invstd` (batch statistics in training, running ones in eval). With
+/// v the recomputed pre-activation, g = act'(v) * dy (= grad_residual),
+/// xhat = (x - mean) * invstd and w the weight at each element:
+///   grad_bias = sum(g), grad_weight = sum(g * xhat)   over non-parameter axes
+///   train: dx = invstd * (g w - E_R[g w] - xhat * E_R[g w xhat])
+///   eval:  dx = invstd * g w              (the statistics are constants)
+/// with E_R the mean over the values of each statistic. RMSNorm has no mean:
+/// xhat = x * rstd and no E_R[g w] term.
 KernelAlgorithm backward(const KernelConfig &cfg, bool eval) {
   KernelAlgorithm a;
   schedules::KernelStages &k = a.stages;
-  Var s = k.s, c = k.c, n = k.n;
+  ReductionPlan p = cfg.kernelPlan();
   Arith A = arith(cfg, accumulatorType(cfg.ioType));
-  TensorInput in(cfg, A, "x", k);
-  ImageParam dy(tensorType(cfg), 3, "dy");
-  constrainLayout(dy, cfg.channelsLast);
-  ImageParam statMean(cfg.paramType, 1, eval ? "running_mean" : "save_mean");
-  ImageParam statSecond(cfg.paramType, 1,
-                        eval ? "running_var" : "save_invstd");
-  AffineParams params(cfg.paramType);
-
-  Func mean("mean"), invstd("invstd");
-  mean(c) = A(statMean(c));
-  invstd(c) = eval ? A.constant(1) / sqrt(A(statSecond(c)) +
-                                          A.constant(cfg.eps))
-                   : A(statSecond(c));
-
-  // One pass over x and dy for both sums.
-  Func sums = channelSum(
-      "sum_dy_dyxmu", in.r, c, A,
-      [&](Expr rs, Expr rn) {
-        Expr g = A(ioValue(cfg, dy(rs, c, rn)));
-        return Tuple(g, g * (A(ioValue(cfg, in.x(rs, c, rn))) - mean(c)));
-      },
-      k);
-  Func dweight("dweight"), dbias("dbias");
-  dbias(c) = cast(cfg.paramType, sums(c)[0]);
-  dweight(c) = cast(cfg.paramType, sums(c)[1] * invstd(c));
-
-  // Per-channel coefficients in the accumulator type, per-element math in
+  TensorInput in(cfg, p, A, k);
+  ImageParam dy = tensorImage(cfg, p, "grad_output");
+  bool centered = p.centered();
+  ImageParam statMean, statSecond;
+  if (eval) {
+    statMean = ImageParam(cfg.paramType, 1, "running_mean");
+    statSecond = ImageParam(cfg.paramType, 1, "running_var");
+  } else {
+    if (centered)
+      statMean = smallImage(cfg.paramType, p, keptAxis, "save_mean");
+    statSecond = smallImage(cfg.paramType, p, keptAxis, "save_invstd");
+  }
+  // Per-statistic coefficients in the accumulator type, per-element math in
   // E (the statistics are read as stored, see elementType).
   Arith E{elementType(cfg, A)};
-  Func gain("gain"), meanE("mean_e"), meanDy("mean_dy"),
-      xmuCoeff("xmu_coeff");
-  gain(c) = E(cfg.affine ? invstd(c) * A(params.w(c)) : invstd(c));
-  Func dx = tensorOutput("dx", k);
-  if (eval) {
-    dx(s, c, n) = ioResult(cfg, E(ioValue(cfg, dy(s, c, n))) * gain(c));
-    k.channelFuncs = {gain};
+  bool needsBias = cfg.activation != Activation::None;
+  Elementwise el(cfg, p, A, E, k);
+  std::vector<Var> kept = axisVars(k, p, keptAxis);
+  std::vector<Var> params = axisVars(k, p, paramAxis);
+
+  Func mean("mean"), invstd("invstd"), meanE("mean_e"), invstdE("invstd_e");
+  mean(kept) = centered ? A(statMean(kept)) : A.constant(0);
+  invstd(kept) = eval ? A.constant(1) / sqrt(A(statSecond(kept)) +
+                                             A.constant(cfg.eps))
+                      : A(statSecond(kept));
+  meanE(kept) = E(mean(kept));
+  invstdE(kept) = E(invstd(kept));
+  Func wE("weight_e"), bE("bias_e");
+  Expr pure[kNumAxes];
+  for (int i = 0; i < kNumAxes; ++i)
+    pure[i] = k.var(Axis(i));
+  wE(params) = el.weight(pure);
+  bE(params) = el.biasAt(pure);
+
+  // g at an element: dy, through the activation at the recomputed
+  // pre-activation when there is one.
+  auto gradAt = [&](const Expr(&at)[kNumAxes], bool useE) {
+    std::vector<Expr> idx = el.select(at, present);
+    std::vector<Expr> keptAt = el.select(at, keptAxis);
+    std::vector<Expr> paramAt = el.select(at, paramAxis);
+    Expr g = E(ioValue(cfg, dy(idx)));
+    if (cfg.activation == Activation::None)
+      return g;
+    Expr xhat = (E(ioValue(cfg, in.x(idx))) - (useE ? meanE(keptAt)
+                                                     : E(mean(keptAt)))) *
+                (useE ? invstdE(keptAt) : E(invstd(keptAt)));
+    Expr v = xhat * wE(paramAt) + bE(paramAt);
+    if (cfg.residual)
+      v = v + E(ioValue(cfg, el.z(idx)));
+    return el.activationGrad(v, g);
+  };
+  auto xmuAt = [&](const Expr(&at)[kNumAxes]) {
+    return A(ioValue(cfg, in.x(el.select(at, present)))) -
+           mean(el.select(at, keptAxis));
+  };
+
+  Func dx = tensorOutput("grad_input", k);
+  Func gradWeight("grad_weight"), gradBias("grad_bias");
+  std::vector<Expr> keptPure = el.select(pure, keptAxis);
+  std::vector<Expr> paramPure = el.select(pure, paramAxis);
+  Expr g = gradAt(pure, true);
+  if (p.paramsAreStatGroups()) {
+    // One pass over x and dy: sum(g) and sum(g (x - mean)) per statistic
+    // give dx and, as the weight is constant there, the parameter gradients.
+    Func sums = statSum(
+        "sum_dy_dyxmu", in, p, A,
+        [&](const Expr(&at)[kNumAxes]) {
+          Expr gr = A(gradAt(at, false));
+          return Tuple(gr, gr * xmuAt(at));
+        },
+        k);
+    gradBias(kept) = cast(cfg.paramType, sums(kept)[0]);
+    gradWeight(kept) = cast(cfg.paramType, sums(kept)[1] * invstd(kept));
+    Func gain("gain");
+    gain(kept) = E(cfg.affine ? invstd(kept) * A(el.w(kept)) : invstd(kept));
+    if (eval) {
+      dx(el.select(pure, present)) = ioResult(cfg, g * gain(keptPure));
+      k.channelFuncs = {meanE, invstdE, gain};
+    } else {
+      Func meanDy("mean_dy"), xmuCoeff("xmu_coeff");
+      meanDy(kept) = E(centered ? sums(kept)[0] / in.count : A.constant(0));
+      xmuCoeff(kept) = E(invstd(kept) * invstd(kept) * sums(kept)[1] / in.count);
+      dx(el.select(pure, present)) =
+          ioResult(cfg, (g - meanDy(keptPure) -
+                         (E(ioValue(cfg, in.x(el.select(pure, present)))) -
+                          meanE(keptPure)) *
+                             xmuCoeff(keptPure)) *
+                            gain(keptPure));
+      k.channelFuncs = {mean, meanE, invstdE, gain, meanDy, xmuCoeff};
+    }
+    k.reductionInputs = {mean, invstd};
+    k.paramFuncs = {};
+    if (cfg.activation != Activation::None)
+      k.paramFuncs = {wE, bE};
   } else {
-    meanE(c) = E(mean(c));
-    meanDy(c) = E(sums(c)[0] / in.count);
-    xmuCoeff(c) = E(invstd(c) * invstd(c) * sums(c)[1] / in.count);
-    dx(s, c, n) = ioResult(cfg, (E(ioValue(cfg, dy(s, c, n))) - meanDy(c) -
-                                 (E(ioValue(cfg, in.x(s, c, n))) - meanE(c)) *
-                                     xmuCoeff(c)) *
-                                       gain(c));
-    k.channelFuncs = {mean, meanE, gain, meanDy, xmuCoeff};
-    k.reductionInputs = {mean};
+    // Statistics per instance, weight per element: E_R[g w] and
+    // E_R[g w (x - mean)] per statistic; the parameter gradients reduce
+    // the other axes.
+    Func sums = statSum(
+        "sum_gw_gwxmu", in, p, A,
+        [&](const Expr(&at)[kNumAxes]) {
+          Expr gw = A(gradAt(at, false)) * A(wE(el.select(at, paramAxis)));
+          return centered ? Tuple(gw, gw * xmuAt(at)) : Tuple(gw * xmuAt(at));
+        },
+        k);
+    Func meanGw("mean_gw"), xmuCoeff("xmu_coeff");
+    meanGw(kept) = E(centered ? sums(kept)[0] / in.count : A.constant(0));
+    Expr second = centered ? Expr(sums(kept)[1]) : Expr(sums(kept));
+    xmuCoeff(kept) = E(invstd(kept) * invstd(kept) * second / in.count);
+    dx(el.select(pure, present)) = ioResult(
+        cfg, (g * wE(paramPure) - meanGw(keptPure) -
+              (E(ioValue(cfg, in.x(el.select(pure, present)))) -
+               meanE(keptPure)) *
+                  xmuCoeff(keptPure)) *
+                 invstdE(keptPure));
+    k.channelFuncs = {mean, meanE, invstdE, meanGw, xmuCoeff};
+    k.reductionInputs = {mean, invstd};
+    k.paramFuncs = {wE, bE};
+    if (cfg.affine) {
+      Func psums = paramSum(
+          "sum_g_gxhat", cfg, p, A,
+          [&](const Expr(&at)[kNumAxes]) {
+            Expr gr = A(gradAt(at, false));
+            std::vector<Expr> keptAt = el.select(at, keptAxis);
+            return Tuple(gr, gr * xmuAt(at) * invstd(keptAt));
+          },
+          k);
+      gradBias(params) = cast(cfg.paramType, psums(params)[0]);
+      gradWeight(params) = cast(cfg.paramType, psums(params)[1]);
+    }
   }
 
-  setImages(a, {in.x, dy, statMean, statSecond}, cfg, params,
-            /*withBias=*/false);
-  a.outputs = {dx, dweight, dbias};
-  k.channelOutputs = {dweight, dbias};
+  std::vector<ImageParam> stats;
+  if (statMean.defined())
+    stats.push_back(statMean);
+  stats.push_back(statSecond);
+  el.setInputs(a, {in.x, dy}, stats, needsBias);
+  a.outputs = {dx};
+  if (cfg.residual) {
+    Func dz = tensorOutput("grad_residual", k);
+    dz(el.select(pure, present)) = ioResult(cfg, g);
+    a.outputs.push_back(dz);
+  }
+  if (cfg.affine) {
+    a.outputs.push_back(gradWeight);
+    k.channelOutputs.push_back(gradWeight);
+    if (cfg.bias) {
+      a.outputs.push_back(gradBias);
+      k.channelOutputs.push_back(gradBias);
+    }
+  }
   return a;
+}
+
+/// The role of a Halide argument name (normrt/module.h).
+int32_t roleOf(const std::string &name, bool output) {
+  // Halide uniquifies a Func name used before as "name$N".
+  std::string base = name.substr(0, name.find('$'));
+  if (output && base.size() > 4 && base.compare(base.size() - 4, 4, "_out") == 0)
+    base.resize(base.size() - 4);
+  for (int32_t r = 0; r < NORMRT_ARG_ROLE_COUNT; ++r)
+    if (base == normrt_arg_role_name(r))
+      return r | (output ? NORMRT_ARG_OUTPUT : 0);
+  return -1;
 }
 
 } // namespace
@@ -432,12 +813,17 @@ KernelAlgorithm buildKernelAlgorithm(const KernelConfig &cfg) {
     a = backward(cfg, /*eval=*/true);
     break;
   }
-  constrainOutputs(cfg, a.stages);
-  a.stages.kernel = norm::stringifyKernelKind(cfg.kind).str();
-  a.stages.channelsLast = cfg.channelsLast;
-  a.stages.blockChannels = cfg.blockChannels;
+  if (cfg.kind != KernelKind::UpdateStats)
+    a.stages.plan = cfg.kernelPlan();
+  for (Func f : a.stages.tensorOutputs)
+    constrainLayout(f.output_buffer(), a.stages.plan);
+  a.stages.channelsLast = a.stages.plan.unitStride() != S;
   if (a.stages.ioType.bits() == 0)
     a.stages.ioType = cfg.ioType;
+  for (const Argument &arg : a.inputs)
+    a.roles.push_back(roleOf(arg.name, false));
+  for (Func f : a.outputs)
+    a.roles.push_back(roleOf(f.name(), true));
   return a;
 }
 

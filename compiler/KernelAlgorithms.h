@@ -15,19 +15,24 @@
 
 #include "llvm/ADT/Optional.h"
 
+#include <cstdint>
+
 namespace normc {
 
 /// Everything about a layer that changes a kernel's code.
 struct KernelConfig {
   norm::KernelKind kind;
-  Halide::Type ioType;    ///< x, y, dy, dx
+  Halide::Type ioType;    ///< x, y, dy, dx, residual
   Halide::Type paramType; ///< weight, bias, statistics
+  /// The plan of the layer's batch-statistics kernels (normrt/kinds.h); the
+  /// running-statistics kernels use runningStatsPlan(plan).
+  normrt::kinds::ReductionPlan plan;
   bool affine = true;
-  bool channelsLast = false; ///< tensors in NLC / NHWC / NDHWC order
-  /// BatchNorm2d/3d: spatial extents are usually a vector or more, so the
-  /// schedule may work channel by channel (a schedule choice; the math is
-  /// the same).
-  bool blockChannels = false;
+  bool bias = true;            ///< the affine form has a bias
+  bool trackRunning = false;   ///< train forward also writes batch_var
+  bool countsBatches = true;   ///< update_stats keeps num_batches_tracked
+  normrt::kinds::Activation activation = normrt::kinds::Activation::None;
+  bool residual = false;       ///< y = act(norm(x) + residual)
   double eps = 1e-5;
   llvm::Optional<double> momentum = 0.1; ///< None: cumulative average
   /// bf16 tensors as uint16 buffers of their bits, converted with integer
@@ -40,6 +45,8 @@ struct KernelConfig {
   /// it to 24 bits; set for OpenCL targets.
   bool f64ConstantsAsBits = false;
 
+  /// The plan this kernel computes with.
+  normrt::kinds::ReductionPlan kernelPlan() const;
   /// A key that is equal for two configs exactly when their kernels are.
   std::string key() const;
 };
@@ -60,6 +67,10 @@ struct KernelAlgorithm {
   std::vector<Halide::ImageParam> images;
   /// The scalar inputs among `inputs` (update_stats' count), for estimates.
   std::vector<Halide::Internal::Parameter> scalars;
+  /// The role of each argument, inputs then outputs (normrt/module.h's
+  /// normrt_arg_role, NORMRT_ARG_OUTPUT set on outputs): what normrt and
+  /// normc-bench bind to it.
+  std::vector<int32_t> roles;
   schedules::KernelStages stages;
 };
 

@@ -2,8 +2,9 @@
 //
 // This file implements writeLayerTableObject (ModuleFiles.h). The table's
 // structs (runtime/include/normrt/module.h) are mirrored here as LLVM IR
-// types, field by field: a change to one is a change to the other and to
-// NORMRT_MODULE_ABI_VERSION. Each layer gets an array of kernel variants
+// types built from field lists (kDescFields, ...) that static_asserts hold
+// to the C declarations: every field at its offsetof, the list covering the
+// whole struct. A change to module.h that is not made here fails to compile. Each layer gets an array of kernel variants
 // (one per target of its label, with the CPU features each variant's code
 // may use); the module gets the Halide runtime entry points normrt calls,
 // and its device interfaces when it has GPU layers. A constructor registers
@@ -16,6 +17,8 @@
 #include "runtime/include/normrt/module.h"
 
 #include "llvm/ADT/StringExtras.h"
+
+#include <cstddef>
 #include "llvm/IR/Constants.h"
 #include "llvm/IR/IRBuilder.h"
 #include "llvm/IR/LLVMContext.h"
@@ -33,6 +36,100 @@ using namespace normc;
 
 namespace {
 
+/// The LLVM type of a mirrored field.
+enum class FieldType { Pointer, I64, F64, I32 };
+
+constexpr size_t fieldSize(FieldType t) {
+  return t == FieldType::I32 ? 4 : 8;
+}
+
+struct Field {
+  size_t offset; ///< offsetof in the C struct
+  FieldType type;
+};
+
+/// The fields, in order, tile the struct: each starts where the previous
+/// ended (with natural alignment), and the last ends at its size (rounded
+/// up to 8, the struct's alignment).
+template <size_t N>
+constexpr bool tiles(const Field (&fields)[N], size_t structSize) {
+  size_t end = 0;
+  for (size_t i = 0; i < N; ++i) {
+    size_t size = fieldSize(fields[i].type);
+    size_t aligned = (end + size - 1) / size * size;
+    if (fields[i].offset != aligned)
+      return false;
+    end = aligned + size;
+  }
+  return (end + 7) / 8 * 8 == structSize;
+}
+
+#define NORMRT_FIELD(type, member, kind)                                       \
+  Field { offsetof(type, member), FieldType::kind }
+
+constexpr Field kDescFields[] = {
+    NORMRT_FIELD(normrt_layer_desc, name, Pointer),
+    NORMRT_FIELD(normrt_layer_desc, target, Pointer),
+    NORMRT_FIELD(normrt_layer_desc, target_string, Pointer),
+    NORMRT_FIELD(normrt_layer_desc, kind, Pointer),
+    NORMRT_FIELD(normrt_layer_desc, variants, Pointer),
+    NORMRT_FIELD(normrt_layer_desc, signatures, Pointer),
+    NORMRT_FIELD(normrt_layer_desc, normalized_shape, Pointer),
+    NORMRT_FIELD(normrt_layer_desc, num_features, I64),
+    NORMRT_FIELD(normrt_layer_desc, num_groups, I64),
+    NORMRT_FIELD(normrt_layer_desc, eps, F64),
+    NORMRT_FIELD(normrt_layer_desc, momentum, F64),
+    NORMRT_FIELD(normrt_layer_desc, spatial_rank, I32),
+    NORMRT_FIELD(normrt_layer_desc, momentum_is_none, I32),
+    NORMRT_FIELD(normrt_layer_desc, affine, I32),
+    NORMRT_FIELD(normrt_layer_desc, track_running_stats, I32),
+    NORMRT_FIELD(normrt_layer_desc, dtype, I32),
+    NORMRT_FIELD(normrt_layer_desc, param_dtype, I32),
+    NORMRT_FIELD(normrt_layer_desc, device, I32),
+    NORMRT_FIELD(normrt_layer_desc, layout, I32),
+    NORMRT_FIELD(normrt_layer_desc, num_variants, I32),
+    NORMRT_FIELD(normrt_layer_desc, normalized_ndim, I32),
+    NORMRT_FIELD(normrt_layer_desc, bias, I32),
+    NORMRT_FIELD(normrt_layer_desc, activation, I32),
+    NORMRT_FIELD(normrt_layer_desc, residual, I32),
+    NORMRT_FIELD(normrt_layer_desc, reserved, I32),
+};
+static_assert(tiles(kDescFields, sizeof(normrt_layer_desc)),
+              "kDescFields must mirror normrt_layer_desc field by field");
+
+constexpr Field kSignatureFields[] = {
+    NORMRT_FIELD(normrt_kernel_signature, args, Pointer),
+    NORMRT_FIELD(normrt_kernel_signature, num_args, I32),
+    NORMRT_FIELD(normrt_kernel_signature, reserved, I32),
+};
+static_assert(tiles(kSignatureFields, sizeof(normrt_kernel_signature)),
+              "kSignatureFields must mirror normrt_kernel_signature");
+
+constexpr Field kVariantFields[] = {
+    NORMRT_FIELD(normrt_kernel_variant, target_string, Pointer),
+    NORMRT_FIELD(normrt_kernel_variant, cpu_features, Pointer),
+};
+static_assert(offsetof(normrt_kernel_variant, kernels) == 16 &&
+                  sizeof(normrt_kernel_variant) ==
+                      16 + NORMRT_KERNEL_COUNT * sizeof(void *),
+              "normrt_kernel_variant: two strings, then the kernels");
+
+constexpr Field kModuleFields[] = {
+    NORMRT_FIELD(normrt_module, abi_version, I32),
+    NORMRT_FIELD(normrt_module, num_layers, I32),
+    NORMRT_FIELD(normrt_module, name, Pointer),
+    NORMRT_FIELD(normrt_module, layers, Pointer),
+    NORMRT_FIELD(normrt_module, halide, Pointer),
+    NORMRT_FIELD(normrt_module, cuda, Pointer),
+    NORMRT_FIELD(normrt_module, opencl_device_interface, Pointer),
+};
+static_assert(tiles(kModuleFields, sizeof(normrt_module)),
+              "kModuleFields must mirror normrt_module");
+static_assert(sizeof(normrt_halide_api) == 7 * sizeof(void *) &&
+                  sizeof(normrt_cuda_api) == 6 * sizeof(void *),
+              "the Halide and CUDA entry-point tables below list every "
+              "member of normrt_halide_api and normrt_cuda_api");
+#undef NORMRT_FIELD
 
 /// Builds the table's constants in one LLVM module.
 class TableBuilder {
@@ -63,6 +160,30 @@ public:
         name, llvm::FunctionType::get(i32, {}, false));
     return llvm::ConstantExpr::getPointerCast(
         llvm::cast<llvm::Constant>(callee.getCallee()), i8p);
+  }
+  llvm::Type *type(FieldType t) {
+    switch (t) {
+    case FieldType::Pointer:
+      return i8p;
+    case FieldType::I64:
+      return i64;
+    case FieldType::F64:
+      return f64;
+    case FieldType::I32:
+      return i32;
+    }
+    return i32;
+  }
+  /// The LLVM struct of a field list.
+  template <size_t N>
+  llvm::StructType *structType(const Field (&fields)[N],
+                               std::vector<llvm::Type *> extra,
+                               llvm::StringRef name) {
+    std::vector<llvm::Type *> types;
+    for (const Field &f : fields)
+      types.push_back(type(f.type));
+    types.insert(types.end(), extra.begin(), extra.end());
+    return llvm::StructType::create(context, types, name);
   }
   llvm::Constant *null() {
     return llvm::ConstantPointerNull::get(llvm::cast<llvm::PointerType>(i8p));
@@ -122,19 +243,15 @@ llvm::Error normc::writeLayerTableObject(const ModulePlan &plan,
 
   llvm::ArrayType *kernelArray =
       llvm::ArrayType::get(b.i8p, NORMRT_KERNEL_COUNT);
-  // Mirrors normrt_kernel_variant.
-  llvm::StructType *variantType = llvm::StructType::create(
-      context, {b.i8p, b.i8p, kernelArray}, "normrt_kernel_variant");
-  // Mirrors normrt_layer_desc field by field.
-  std::vector<llvm::Type *> descFields = {b.i8p, b.i8p, b.i8p, b.i8p, b.i8p,
-                                          b.i64, b.f64, b.f64};
-  descFields.insert(descFields.end(), 9, b.i32);
+  llvm::StructType *variantType =
+      b.structType(kVariantFields, {kernelArray}, "normrt_kernel_variant");
+  llvm::StructType *signatureType =
+      b.structType(kSignatureFields, {}, "normrt_kernel_signature");
   llvm::StructType *descType =
-      llvm::StructType::create(context, descFields, "normrt_layer_desc");
-  // Mirrors normrt_module.
-  llvm::StructType *moduleType = llvm::StructType::create(
-      context, {b.i32, b.i32, b.i8p, b.i8p, b.i8p, b.i8p, b.i8p},
-      "normrt_module");
+      b.structType(kDescFields, {}, "normrt_layer_desc");
+  llvm::StructType *moduleType =
+      b.structType(kModuleFields, {}, "normrt_module");
+  auto i32 = [&](int64_t v) { return llvm::ConstantInt::get(b.i32, v); };
 
   std::vector<llvm::Constant *> descs;
   for (const PlannedLayer &layer : plan.layers) {
@@ -158,25 +275,64 @@ llvm::Error normc::writeLayerTableObject(const ModulePlan &plan,
     llvm::Constant *variantArray = b.global(
         llvm::ConstantArray::get(variantArrayType, variants), "variants");
 
+    // The kernels' signatures: their arguments' roles.
+    std::vector<llvm::Constant *> signatures;
+    for (int index : layer.kernel) {
+      if (index < 0) {
+        signatures.push_back(llvm::ConstantStruct::get(
+            signatureType, {b.null(), i32(0), i32(0)}));
+        continue;
+      }
+      const std::vector<int32_t> &roles = plan.kernels[index].roles;
+      std::vector<llvm::Constant *> entries;
+      for (int32_t role : roles)
+        entries.push_back(i32(role));
+      llvm::Constant *args = b.global(
+          llvm::ConstantArray::get(llvm::ArrayType::get(b.i32, entries.size()),
+                                   entries),
+          "signature");
+      signatures.push_back(llvm::ConstantStruct::get(
+          signatureType, {args, i32(roles.size()), i32(0)}));
+    }
+    llvm::Constant *signatureArray = b.global(
+        llvm::ConstantArray::get(
+            llvm::ArrayType::get(signatureType, signatures.size()), signatures),
+        "signatures");
+
+    llvm::Constant *normalizedShape = b.null();
+    int64_t normalizedNdim = 0;
+    if (auto shape = op.normalized_shape()) {
+      std::vector<llvm::Constant *> dims;
+      for (mlir::Attribute a : *shape)
+        dims.push_back(llvm::ConstantInt::get(
+            b.i64, a.cast<mlir::IntegerAttr>().getInt()));
+      normalizedNdim = dims.size();
+      normalizedShape = b.global(
+          llvm::ConstantArray::get(llvm::ArrayType::get(b.i64, dims.size()),
+                                   dims),
+          "normalized_shape");
+    }
+
     Halide::Type io = halideType(op.dtype());
     Halide::Type param = parameterType(io);
     auto m = op.momentum();
+    // In kDescFields' order.
     descs.push_back(llvm::ConstantStruct::get(
         descType,
         {b.string(op.sym_name()), b.string(target.label),
          b.string(target.targetString), b.string(op.kind()), variantArray,
+         signatureArray, normalizedShape,
          llvm::ConstantInt::get(b.i64, op.num_featuresAttr().getInt()),
+         llvm::ConstantInt::get(b.i64, op.num_groups() ? *op.num_groups() : 0),
          llvm::ConstantFP::get(b.f64, op.eps().convertToDouble()),
          llvm::ConstantFP::get(b.f64, m ? m->convertToDouble() : 0.0),
-         llvm::ConstantInt::get(b.i32, op.getSpatialRank()),
-         llvm::ConstantInt::get(b.i32, m ? 0 : 1),
-         llvm::ConstantInt::get(b.i32, op.affine() ? 1 : 0),
-         llvm::ConstantInt::get(b.i32, op.track_running_stats() ? 1 : 0),
-         llvm::ConstantInt::get(b.i32, normrtDtype(io)),
-         llvm::ConstantInt::get(b.i32, normrtDtype(param)),
-         llvm::ConstantInt::get(b.i32, target.device),
-         llvm::ConstantInt::get(b.i32, op.isChannelsLast() ? 1 : 0),
-         llvm::ConstantInt::get(b.i32, variants.size())}));
+         i32(op.getSpatialRank()), i32(m ? 0 : 1), i32(op.affine() ? 1 : 0),
+         i32(op.tracksRunningStats() ? 1 : 0), i32(normrtDtype(io)),
+         i32(normrtDtype(param)), i32(target.device),
+         i32(op.isChannelsLast() ? 1 : 0), i32(variants.size()),
+         i32(normalizedNdim), i32(op.bias() ? 1 : 0),
+         i32(int32_t(op.getActivationKind())), i32(op.residual() ? 1 : 0),
+         i32(0)}));
   }
   llvm::ArrayType *tableType = llvm::ArrayType::get(descType, descs.size());
   llvm::Constant *layers =
@@ -205,8 +361,8 @@ llvm::Error normc::writeLayerTableObject(const ModulePlan &plan,
       llvm::GlobalValue::ExternalLinkage,
       llvm::ConstantStruct::get(
           moduleType,
-          {llvm::ConstantInt::get(b.i32, NORMRT_MODULE_ABI_VERSION),
-           llvm::ConstantInt::get(b.i32, descs.size()), b.string(moduleName),
+          {i32(NORMRT_MODULE_ABI_VERSION), i32(descs.size()),
+           b.string(moduleName),
            layers, halideApi, cudaApi, openclInterface}),
       "normc_module_" + moduleName);
 

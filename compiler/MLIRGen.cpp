@@ -4,12 +4,12 @@
 // locations (`layer`, `name`, `kind` and one per argument), so verifiers can
 // put the caret under the argument they reject.
 //
-// BatchNorm's signature, as in torch.nn.BatchNorm*d:
-//   (num_features, eps=1e-5, momentum=0.1, affine=True,
-//    track_running_stats=True, *, dtype=f32, layout=<contiguous>)
-// The default layout is the contiguous one of the kind's rank (NCL for 1d,
-// NCHW for 2d, NCDHW for 3d); the verifier checks that an explicit layout
-// fits the rank.
+// Arguments are bound to the signature of the layer's kind as the kind table
+// (normrt/kinds.h) writes it: PyTorch's parameters in positional order with
+// their defaults, then the keyword-only dtype, layout, activation and
+// residual. The default layout is the contiguous one of the kind's rank
+// (NCL for 1d, NCHW for 2d, NCDHW for 3d, `contiguous` for kinds of any
+// rank); the verifier checks that an explicit layout fits the kind.
 //
 //===----------------------------------------------------------------------===//
 
@@ -19,20 +19,16 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Diagnostics.h"
 
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/StringSwitch.h"
 
 using namespace mlir;
 using namespace normc;
 using ASTValue = normc::dsl::Value;
+using normrt::kinds::ParamType;
 
 namespace {
-
-/// BatchNorm's parameters in positional order; dtype is keyword-only.
-constexpr llvm::StringLiteral kParameters[] = {
-    "num_features", "eps",   "momentum", "affine", "track_running_stats",
-    "dtype",        "layout"};
-constexpr unsigned kNumPositional = 5;
 
 class MLIRGenImpl {
 public:
@@ -88,125 +84,264 @@ private:
     return ok;
   }
 
+  /// The values of one layer's arguments, with the kind's defaults.
+  struct LayerValues {
+    int64_t numFeatures = 1, numGroups = 0;
+    SmallVector<int64_t> normalizedShape;
+    Optional<double> eps = 1e-5;
+    Optional<double> momentum = 0.1;
+    bool affine = true, bias = true, track = true, residual = false;
+    Type dtype;
+    std::string layout, activation = "none";
+  };
+
+  /// Checks one value against its parameter's type and stores it; reports
+  /// and returns false when it does not fit.
+  bool bindValue(const normrt::kinds::Parameter &param, const dsl::Argument &arg,
+                 LayerValues &out) {
+    const ASTValue &v = arg.value;
+    StringRef name = param.name;
+    bool isNumber =
+        v.kind == ASTValue::Kind::Integer || v.kind == ASTValue::Kind::Float;
+    double number =
+        v.kind == ASTValue::Kind::Integer ? double(v.intValue) : v.floatValue;
+    switch (param.type) {
+    case ParamType::Integer:
+      if (!expectKind(arg, name, v.kind == ASTValue::Kind::Integer,
+                      "an integer"))
+        return false;
+      (name == "num_groups" ? out.numGroups : out.numFeatures) = v.intValue;
+      return true;
+    case ParamType::Number:
+      if (!expectKind(arg, name, isNumber, "a number"))
+        return false;
+      out.eps = number;
+      return true;
+    case ParamType::NumberOrNone: {
+      if (!expectKind(arg, name, isNumber || v.kind == ASTValue::Kind::None,
+                      "a number or None"))
+        return false;
+      Optional<double> value;
+      if (isNumber)
+        value = number;
+      (name == "eps" ? out.eps : out.momentum) = value;
+      return true;
+    }
+    case ParamType::Bool:
+      if (!expectKind(arg, name, v.kind == ASTValue::Kind::Bool,
+                      "true or false"))
+        return false;
+      if (name == "track_running_stats")
+        out.track = v.boolValue;
+      else if (name == "bias")
+        out.bias = v.boolValue;
+      else if (name == "residual")
+        out.residual = v.boolValue;
+      else
+        out.affine = v.boolValue;
+      return true;
+    case ParamType::Shape: {
+      bool isList = v.kind == ASTValue::Kind::List;
+      bool ok = v.kind == ASTValue::Kind::Integer || isList;
+      for (const ASTValue &e : v.elements)
+        ok &= e.kind == ASTValue::Kind::Integer;
+      if (!expectKind(arg, name, ok, "an integer or a list of integers"))
+        return false;
+      out.normalizedShape.clear();
+      if (!isList)
+        out.normalizedShape.push_back(v.intValue);
+      for (const ASTValue &e : v.elements)
+        out.normalizedShape.push_back(e.intValue);
+      return true;
+    }
+    case ParamType::DType: {
+      if (!expectKind(arg, name, v.kind == ASTValue::Kind::Identifier,
+                      "a dtype name such as f32"))
+        return false;
+      Type parsed = llvm::StringSwitch<Type>(v.text)
+                        .Cases("f32", "float32", "float", builder.getF32Type())
+                        .Cases("f64", "float64", "double", builder.getF64Type())
+                        .Cases("f16", "float16", "half", builder.getF16Type())
+                        .Cases("bf16", "bfloat16", builder.getBF16Type())
+                        .Default(Type());
+      if (!parsed) {
+        error(v.loc,
+              "unknown dtype '" + v.text + "'; expected f32, f64, f16 or bf16");
+        return false;
+      }
+      out.dtype = parsed;
+      return true;
+    }
+    case ParamType::Layout:
+      if (!expectKind(arg, name, v.kind == ASTValue::Kind::Identifier,
+                      "a layout name such as NCHW or NHWC"))
+        return false;
+      out.layout = v.text;
+      return true;
+    case ParamType::Activation:
+      if (!expectKind(arg, name,
+                      v.kind == ASTValue::Kind::Identifier ||
+                          v.kind == ASTValue::Kind::None,
+                      "none, relu or silu"))
+        return false;
+      out.activation = v.kind == ASTValue::Kind::None ? "none" : v.text;
+      return true;
+    }
+    return false;
+  }
+
   void genLayer(const dsl::LayerDecl &layer) {
+    const normrt::kinds::Kind *kind =
+        normrt::kinds::findKind(layer.kind.c_str());
+    if (!kind) {
+      error(layer.kindLoc, "unknown layer kind '" + layer.kind +
+                               "'; expected " + norm::knownKinds());
+      return;
+    }
+    ArrayRef<normrt::kinds::Parameter> params(kind->params, kind->numParams);
+    auto findParam = [&](StringRef name) -> const normrt::kinds::Parameter * {
+      for (const normrt::kinds::Parameter &p : params)
+        if (name == p.name)
+          return &p;
+      return nullptr;
+    };
+
     // Bind arguments to parameters.
     llvm::StringMap<const dsl::Argument *> bound;
-    SmallVector<std::pair<StringRef, const dsl::Argument *>> ordered;
-    unsigned position = 0;
+    SmallVector<std::pair<const normrt::kinds::Parameter *, const dsl::Argument *>>
+        ordered;
+    int position = 0;
     bool ok = true;
     for (const dsl::Argument &arg : layer.args) {
-      StringRef param;
+      const normrt::kinds::Parameter *param;
       llvm::SMLoc where = arg.isKeyword() ? arg.nameLoc : arg.value.loc;
       if (arg.isKeyword()) {
-        param = arg.name;
-        if (!llvm::is_contained(kParameters, param)) {
-          error(where, "unknown argument '" + param + "' to " + layer.kind +
-                           "; expected one of num_features, eps, momentum, "
-                           "affine, track_running_stats, dtype, layout");
+        param = findParam(arg.name);
+        if (!param) {
+          SmallVector<StringRef> names;
+          for (const normrt::kinds::Parameter &p : params)
+            names.push_back(p.name);
+          error(where, "unknown argument '" + arg.name + "' to " + layer.kind +
+                           "; expected one of " + llvm::join(names, ", "));
           ok = false;
           continue;
         }
       } else {
-        if (position >= kNumPositional) {
+        if (position >= kind->numPositional) {
+          SmallVector<StringRef> names;
+          for (const normrt::kinds::Parameter &p :
+               params.drop_front(kind->numPositional))
+            names.push_back(p.name);
           error(where, layer.kind + " takes at most " +
-                           Twine(kNumPositional) +
-                           " positional arguments (dtype and layout are "
-                           "keyword-only)");
+                           Twine(kind->numPositional) +
+                           " positional arguments (" +
+                           llvm::join(names.begin(), names.end() - 1, ", ") +
+                           " and " + names.back() + " are keyword-only)");
           ok = false;
           continue;
         }
-        param = kParameters[position++];
+        param = &params[position++];
       }
-      if (!bound.try_emplace(param, &arg).second) {
-        error(where, "argument '" + param + "' given more than once");
+      if (!bound.try_emplace(param->name, &arg).second) {
+        error(where, "argument '" + Twine(param->name) + "' given more than once");
         ok = false;
         continue;
       }
       ordered.emplace_back(param, &arg);
     }
-    if (!bound.count("num_features") && ok) {
-      error(layer.kindLoc,
-            layer.kind + " missing required argument 'num_features'");
-      ok = false;
+    if (ok) {
+      for (const normrt::kinds::Parameter &p : params) {
+        if (p.defaultValue || p.type == ParamType::Layout || bound.count(p.name))
+          continue;
+        error(layer.kindLoc,
+              layer.kind + " missing required argument '" + p.name + "'");
+        ok = false;
+      }
     }
 
-    // Defaults are PyTorch's.
-    int64_t numFeatures = 1;
-    double eps = 1e-5;
-    Optional<double> momentum = 0.1;
-    bool affine = true, track = true;
-    Type dtype = builder.getF32Type();
-    std::string layout = llvm::StringSwitch<std::string>(layer.kind)
-                             .Case("BatchNorm1d", "NCL")
-                             .Case("BatchNorm3d", "NCDHW")
-                             .Default("NCHW");
+    // Defaults are PyTorch's, from the kind table.
+    LayerValues values;
+    values.dtype = builder.getF32Type();
+    for (const normrt::kinds::Parameter &p : params) {
+      if (!p.defaultValue)
+        continue;
+      StringRef text = p.defaultValue;
+      if (p.type == ParamType::Bool) {
+        bool value = text == "true";
+        if (StringRef(p.name) == "track_running_stats")
+          values.track = value;
+        else if (StringRef(p.name) == "bias")
+          values.bias = value;
+        else if (StringRef(p.name) == "affine" ||
+                 StringRef(p.name) == "elementwise_affine")
+          values.affine = value;
+      } else if (p.type == ParamType::Number ||
+                 p.type == ParamType::NumberOrNone) {
+        Optional<double> number;
+        double parsed;
+        if (text != "None" && !text.getAsDouble(parsed))
+          number = parsed;
+        (StringRef(p.name) == "eps" ? values.eps : values.momentum) = number;
+      }
+    }
+    switch (kind->spatialRank) {
+    case 1:
+      values.layout = "NCL";
+      break;
+    case 2:
+      values.layout = "NCHW";
+      break;
+    case 3:
+      values.layout = "NCDHW";
+      break;
+    default:
+      values.layout = "contiguous";
+    }
     SmallVector<Location> locs = {loc(layer.loc), named("name", layer.nameLoc),
                                   named("kind", layer.kindLoc)};
-
     for (auto &entry : ordered) {
-      StringRef param = entry.first;
-      const dsl::Argument &arg = *entry.second;
-      const ASTValue &v = arg.value;
-      locs.push_back(named(param, v.loc));
-      bool isNumber =
-          v.kind == ASTValue::Kind::Integer || v.kind == ASTValue::Kind::Float;
-      double number =
-          v.kind == ASTValue::Kind::Integer ? double(v.intValue) : v.floatValue;
-      if (param == "num_features") {
-        ok &= expectKind(arg, param, v.kind == ASTValue::Kind::Integer,
-                         "an integer");
-        numFeatures = v.intValue;
-      } else if (param == "eps") {
-        ok &= expectKind(arg, param, isNumber, "a number");
-        eps = number;
-      } else if (param == "momentum") {
-        ok &= expectKind(arg, param, isNumber || v.kind == ASTValue::Kind::None,
-                         "a number or None");
-        momentum = v.kind == ASTValue::Kind::None ? Optional<double>()
-                                               : Optional<double>(number);
-      } else if (param == "affine" || param == "track_running_stats") {
-        ok &= expectKind(arg, param, v.kind == ASTValue::Kind::Bool,
-                         "true or false");
-        (param == "affine" ? affine : track) = v.boolValue;
-      } else if (param == "dtype") {
-        if (!expectKind(arg, param, v.kind == ASTValue::Kind::Identifier,
-                        "a dtype name such as f32")) {
-          ok = false;
-          continue;
-        }
-        Type parsed = llvm::StringSwitch<Type>(v.text)
-                          .Cases("f32", "float32", "float", builder.getF32Type())
-                          .Cases("f64", "float64", "double", builder.getF64Type())
-                          .Cases("f16", "float16", "half", builder.getF16Type())
-                          .Cases("bf16", "bfloat16", builder.getBF16Type())
-                          .Default(Type());
-        if (!parsed) {
-          error(v.loc, "unknown dtype '" + v.text +
-                           "'; expected f32, f64, f16 or bf16");
-          ok = false;
-          continue;
-        }
-        dtype = parsed;
-      } else if (param == "layout") {
-        if (!expectKind(arg, param, v.kind == ASTValue::Kind::Identifier,
-                        "a layout name such as NCHW or NHWC")) {
-          ok = false;
-          continue;
-        }
-        layout = v.text;
-      }
+      locs.push_back(named(entry.first->name, entry.second->value.loc));
+      ok &= bindValue(*entry.first, *entry.second, values);
     }
     if (!ok)
       return;
 
+    if (kind->trailing) {
+      values.numFeatures = 1;
+      for (int64_t d : values.normalizedShape)
+        values.numFeatures =
+            d < 1 || values.numFeatures > INT32_MAX ? values.numFeatures
+                                                    : values.numFeatures * d;
+    }
+    if (!kind->runningStats)
+      values.track = false;
+    if (!kind->hasBias)
+      values.bias = false;
+    // RMSNorm's eps=None: the machine epsilon of the input dtype.
+    double eps = values.eps
+                     ? *values.eps
+                     : normrt::kinds::machineEpsilon(
+                           values.dtype.getIntOrFloatBitWidth(),
+                           values.dtype.isBF16());
+
     Location where = FusedLoc::get(builder.getContext(), locs);
     builder.create<norm::LayerOp>(
         where, builder.getStringAttr(layer.name),
-        builder.getStringAttr(layer.kind), builder.getI64IntegerAttr(numFeatures),
+        builder.getStringAttr(layer.kind),
+        builder.getI64IntegerAttr(values.numFeatures),
+        kind->grouped ? builder.getI64IntegerAttr(values.numGroups)
+                      : IntegerAttr(),
+        kind->trailing ? builder.getI64ArrayAttr(values.normalizedShape)
+                       : ArrayAttr(),
         builder.getF64FloatAttr(eps),
-        momentum ? builder.getF64FloatAttr(*momentum) : FloatAttr(),
-        builder.getBoolAttr(affine), builder.getBoolAttr(track),
-        TypeAttr::get(dtype), builder.getStringAttr(layout));
+        values.momentum && kind->runningStats
+            ? builder.getF64FloatAttr(*values.momentum)
+            : FloatAttr(),
+        builder.getBoolAttr(values.affine), builder.getBoolAttr(values.bias),
+        builder.getBoolAttr(values.track), TypeAttr::get(values.dtype),
+        builder.getStringAttr(values.layout),
+        builder.getStringAttr(values.activation),
+        builder.getBoolAttr(values.residual));
   }
 
 public:

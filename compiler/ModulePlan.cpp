@@ -142,9 +142,13 @@ normc::makeModulePlan(ModuleOp module, const std::string &moduleName,
     config.kind = kind;
     config.ioType = halideType(layer.dtype());
     config.paramType = parameterType(config.ioType);
+    config.plan = layer.getPlan();
     config.affine = layer.affine();
-    config.channelsLast = layer.isChannelsLast();
-    config.blockChannels = layer.getSpatialRank() >= 2;
+    config.bias = layer.bias();
+    config.trackRunning = layer.tracksRunningStats();
+    config.countsBatches = layer.getKindInfo()->countsBatches;
+    config.activation = layer.getActivationKind();
+    config.residual = layer.residual();
     config.eps = layer.eps().convertToDouble();
     if (auto momentum = layer.momentum())
       config.momentum = momentum->convertToDouble();
@@ -167,6 +171,11 @@ normc::makeModulePlan(ModuleOp module, const std::string &moduleName,
       kernelPlan.config = config;
       kernelPlan.target = target->second;
       kernelPlan.autoschedule = autoschedule;
+      kernelPlan.roles = buildKernelAlgorithm(config).roles;
+      for (int32_t role : kernelPlan.roles)
+        if (role < 0)
+          return makeError("kernel '" + kernel.sym_name().str() +
+                           "' has an argument without a runtime role");
       plan.kernels.push_back(std::move(kernelPlan));
     }
     int index = found.first->second;

@@ -46,6 +46,9 @@ struct PlannedKernel {
   KernelConfig config;
   int target = -1;                ///< index into ModulePlan::targets
   std::vector<std::string> users; ///< "layer/target" for the header
+  /// The kernel's arguments after the user context (normrt_arg_role), for
+  /// the layer table's signatures.
+  std::vector<int32_t> roles;
   /// Set when a Halide autoscheduler, not normc, schedules the kernel.
   AutoscheduleOptions autoschedule;
 };

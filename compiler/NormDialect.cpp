@@ -74,17 +74,49 @@ llvm::Optional<KernelKind> normc::norm::symbolizeKernelKind(StringRef name) {
   return llvm::None;
 }
 
-int64_t LayerOp::getSpatialRank() {
-  return llvm::StringSwitch<int64_t>(kind())
-      .Case("BatchNorm1d", 1)
-      .Case("BatchNorm2d", 2)
-      .Case("BatchNorm3d", 3)
+const normrt::kinds::Kind *LayerOp::getKindInfo() {
+  return normrt::kinds::findKind(kind().str().c_str());
+}
+
+/// The spatial rank a layout names: NCL/NLC 1, NCHW/NHWC 2, NCDHW/NDHWC 3;
+/// 0 for `contiguous` and unknown names.
+static int64_t layoutRank(StringRef layout) {
+  return llvm::StringSwitch<int64_t>(layout)
+      .Cases("NCL", "NLC", "NC", 1)
+      .Cases("NCHW", "NHWC", 2)
+      .Cases("NCDHW", "NDHWC", 3)
       .Default(0);
+}
+
+int64_t LayerOp::getSpatialRank() {
+  const normrt::kinds::Kind *k = getKindInfo();
+  if (!k)
+    return 0;
+  if (k->spatialRank < 0) // GroupNorm: an explicit layout fixes the rank
+    return layoutRank(layout()) ? layoutRank(layout()) : -1;
+  return k->spatialRank;
 }
 
 bool LayerOp::isChannelsLast() {
   StringRef l = layout();
   return l == "NLC" || l == "NHWC" || l == "NDHWC";
+}
+
+normrt::kinds::ReductionPlan LayerOp::getPlan() {
+  return normrt::kinds::planFor(*getKindInfo(), isChannelsLast(),
+                                getSpatialRank());
+}
+
+normrt::kinds::Activation LayerOp::getActivationKind() {
+  return llvm::StringSwitch<normrt::kinds::Activation>(activation())
+      .Case("relu", normrt::kinds::Activation::ReLU)
+      .Case("silu", normrt::kinds::Activation::SiLU)
+      .Default(normrt::kinds::Activation::None);
+}
+
+bool LayerOp::tracksRunningStats() {
+  const normrt::kinds::Kind *k = getKindInfo();
+  return k && k->runningStats && track_running_stats();
 }
 
 /// The layouts of each rank: the contiguous one first, then channels-last.
@@ -151,19 +183,105 @@ LogicalResult normc::norm::verifyTarget(TargetOp op) {
   return success();
 }
 
+/// "A, B or C" of the kinds' names, for messages.
+static std::string kindList() {
+  std::string text;
+  for (int i = 0; i < normrt::kinds::kNumKinds; ++i) {
+    if (i)
+      text += i + 1 == normrt::kinds::kNumKinds ? " or " : ", ";
+    text += normrt::kinds::kKinds[i].name;
+  }
+  return text;
+}
+
+std::string normc::norm::knownKinds() { return kindList(); }
+
+/// The layout rules of a known kind.
+static bool verifyLayout(LayerOp op, const normrt::kinds::Kind &kind) {
+  Operation *raw = op.getOperation();
+  StringRef layout = op.layout();
+  if (kind.trailing) {
+    if (layout == "contiguous")
+      return true;
+    emitError(argumentLoc(raw, "layout"))
+        << "layout '" << layout << "' does not fit " << kind.name
+        << ", which normalizes the trailing dimensions of contiguous "
+           "tensors; expected contiguous";
+    return false;
+  }
+  if (kind.spatialRank < 0) {
+    if (layout == "contiguous" || (layoutRank(layout) && layout != "NC"))
+      return true;
+    emitError(argumentLoc(raw, "layout"))
+        << "layout '" << layout << "' does not fit " << kind.name
+        << "; expected contiguous (any rank), NCL, NCHW, NCDHW or their "
+           "channels-last forms NLC, NHWC, NDHWC";
+    return false;
+  }
+  auto layouts = layoutsForRank(kind.spatialRank);
+  if (!llvm::is_contained(layouts, layout) ||
+      (layout == "NC" && !kind.batchStats)) {
+    emitError(argumentLoc(raw, "layout"))
+        << "layout '" << layout << "' does not fit " << kind.name
+        << "; expected " << layouts[0] << " (contiguous) or " << layouts[1]
+        << " (channels-last)";
+    return false;
+  }
+  return true;
+}
+
 LogicalResult normc::norm::verifyLayer(LayerOp op) {
   Operation *raw = op.getOperation();
+  const normrt::kinds::Kind *kind = op.getKindInfo();
+  if (!kind)
+    return emitError(argumentLoc(raw, "kind"))
+           << "unknown layer kind '" << op.kind() << "'; expected "
+           << kindList();
   bool ok = true;
-  if (op.getSpatialRank() == 0) {
-    emitError(argumentLoc(raw, "kind"))
-        << "unknown layer kind '" << op.kind()
-        << "'; expected BatchNorm1d, BatchNorm2d or BatchNorm3d";
+  int64_t features = op.num_featuresAttr().getInt();
+  if (kind->trailing) {
+    auto shape = op.normalized_shape();
+    if (!shape || shape->empty()) {
+      emitError(argumentLoc(raw, "normalized_shape"))
+          << "normalized_shape must have at least one dimension";
+      ok = false;
+    } else {
+      int64_t product = 1;
+      for (Attribute a : *shape) {
+        int64_t d = a.cast<IntegerAttr>().getInt();
+        if (d < 1) {
+          emitError(argumentLoc(raw, "normalized_shape"))
+              << "normalized_shape dimensions must be at least 1, got " << d;
+          ok = false;
+          break;
+        }
+        product = d > INT32_MAX / product ? int64_t(INT32_MAX) + 1
+                                          : product * d;
+      }
+      if (ok && product > INT32_MAX) {
+        emitError(argumentLoc(raw, "normalized_shape"))
+            << "normalized_shape has more than 2147483647 elements";
+        ok = false;
+      }
+    }
+  } else if (features < 1) {
+    const char *name = kind->grouped ? "num_channels" : "num_features";
+    emitError(argumentLoc(raw, name))
+        << name << " must be at least 1, got " << features;
     ok = false;
   }
-  if (op.num_featuresAttr().getInt() < 1) {
-    emitError(argumentLoc(raw, "num_features"))
-        << "num_features must be at least 1, got " << op.num_featuresAttr().getInt();
-    ok = false;
+  if (kind->grouped) {
+    int64_t groups = op.num_groups() ? int64_t(*op.num_groups()) : 0;
+    if (groups < 1) {
+      emitError(argumentLoc(raw, "num_groups"))
+          << "num_groups must be at least 1, got " << groups;
+      ok = false;
+    } else if (features >= 1 && features % groups != 0) {
+      emitError(argumentLoc(raw, "num_groups"))
+          << "num_channels must be divisible by num_groups (" << features
+          << " channels in " << groups << " groups)";
+      ok = false;
+    }
   }
   double eps = op.eps().convertToDouble();
   if (!(eps > 0.0) || !std::isfinite(eps)) {
@@ -178,6 +296,14 @@ LogicalResult normc::norm::verifyLayer(LayerOp op) {
           << "momentum must be in [0, 1] or None, got " << formatNumber(m);
       ok = false;
     }
+  } else if (kind->runningStats && !kind->countsBatches &&
+             op.track_running_stats()) {
+    // torch.instance_norm takes a float momentum: None fails in forward.
+    emitError(argumentLoc(raw, "momentum"))
+        << kind->name
+        << " with track_running_stats=true needs a number for momentum "
+           "(torch.instance_norm has no cumulative average); got None";
+    ok = false;
   }
   Type dtype = op.dtype();
   if (!dtype.isF32() && !dtype.isF64() && !dtype.isF16() && !dtype.isBF16()) {
@@ -186,15 +312,13 @@ LogicalResult normc::norm::verifyLayer(LayerOp op) {
         << "or bf16";
     ok = false;
   }
-  if (int64_t rank = op.getSpatialRank()) {
-    auto layouts = layoutsForRank(rank);
-    if (!llvm::is_contained(layouts, op.layout())) {
-      emitError(argumentLoc(raw, "layout"))
-          << "layout '" << op.layout() << "' does not fit " << op.kind()
-          << "; expected " << layouts[0] << " (contiguous) or " << layouts[1]
-          << " (channels-last)";
-      ok = false;
-    }
+  ok &= verifyLayout(op, *kind);
+  StringRef activation = op.activation();
+  if (activation != "none" && activation != "relu" && activation != "silu") {
+    emitError(argumentLoc(raw, "activation"))
+        << "unknown activation '" << op.activation()
+        << "'; expected none, relu or silu";
+    ok = false;
   }
   return success(ok);
 }

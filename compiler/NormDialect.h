@@ -16,6 +16,8 @@
 #include "mlir/IR/OpImplementation.h"
 #include "mlir/IR/SymbolTable.h"
 
+#include "runtime/include/normrt/kinds.h"
+
 #include <string>
 
 #include "compiler/NormOpsDialect.h.inc"
@@ -36,6 +38,9 @@ llvm::SmallVector<std::string> splitTargets(llvm::StringRef targets);
 /// The location of one argument of a layer (`eps`, `momentum`, ...) or of its
 /// `kind`/`name`, as MLIRGen recorded it; the op's location otherwise.
 mlir::Location argumentLoc(mlir::Operation *op, llvm::StringRef argument);
+
+/// "BatchNorm1d, ..., LayerNorm or RMSNorm", for messages.
+std::string knownKinds();
 } // namespace norm
 } // namespace normc
 

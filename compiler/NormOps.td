@@ -42,32 +42,51 @@ def Norm_TargetOp : Norm_Op<"target", [Symbol]> {
 }
 
 def Norm_LayerOp : Norm_Op<"layer", [Symbol]> {
-  let summary = "one BatchNorm layer and its configuration";
+  let summary = "one normalization layer and its configuration";
   let description = [{
-    The attributes mirror `torch.nn.BatchNorm{1,2,3}d`. A missing `momentum`
-    means `momentum=None` (a cumulative moving average). `dtype` is the type of
-    the input and output tensors; weight, bias and statistics use it too for
-    f32 and f64, and f32 for f16 and bf16. `layout` names the memory order of
-    the tensors in PyTorch's words: NC, NCL, NCHW, NCDHW (the default,
-    contiguous) or NLC, NHWC, NDHWC (channels-last).
+    The attributes mirror the torch.nn class of `kind` (the kind table,
+    normrt/kinds.h). `num_features` is the number of channels (BatchNorm,
+    InstanceNorm, GroupNorm's num_channels) or of normalized elements
+    (LayerNorm, RMSNorm: the product of `normalized_shape`). A missing
+    `momentum` means `momentum=None` (a cumulative moving average); RMSNorm's
+    eps=None is resolved to the machine epsilon of `dtype`. `affine` is
+    `affine` or `elementwise_affine`; `bias` is LayerNorm's (true elsewhere).
+    `dtype` is the type of the tensors; weight, bias and statistics are f64
+    for f64 tensors and f32 otherwise. `layout` is the memory order in
+    PyTorch's words: NCL, NCHW, NCDHW (contiguous) or NLC, NHWC, NDHWC
+    (channels-last), or `contiguous` for kinds of any rank. The epilogue is
+    y = activation(norm(x) + residual).
     ```mlir
-    norm.layer @bn {affine = true, dtype = f32, eps = 1.0e-05 : f64,
-                    kind = "BatchNorm2d", layout = "NCHW", momentum = 1.0e-01 : f64,
-                    num_features = 64 : i64, track_running_stats = true}
+    norm.layer @bn {activation = "none", affine = true, bias = true,
+                    dtype = f32, eps = 1.0e-05 : f64, kind = "BatchNorm2d",
+                    layout = "NCHW", momentum = 1.0e-01 : f64,
+                    num_features = 64 : i64, residual = false,
+                    track_running_stats = true}
     ```
   }];
   let arguments = (ins SymbolNameAttr:$sym_name, StrAttr:$kind,
-                       I64Attr:$num_features, F64Attr:$eps,
-                       OptionalAttr<F64Attr>:$momentum, BoolAttr:$affine,
+                       I64Attr:$num_features, OptionalAttr<I64Attr>:$num_groups,
+                       OptionalAttr<I64ArrayAttr>:$normalized_shape,
+                       F64Attr:$eps, OptionalAttr<F64Attr>:$momentum,
+                       BoolAttr:$affine, BoolAttr:$bias,
                        BoolAttr:$track_running_stats, TypeAttr:$dtype,
-                       StrAttr:$layout);
+                       StrAttr:$layout, StrAttr:$activation,
+                       BoolAttr:$residual);
   let assemblyFormat = "$sym_name attr-dict";
   let verifier = [{ return ::normc::norm::verifyLayer(*this); }];
   let extraClassDeclaration = [{
-    /// 1, 2 or 3 for BatchNorm1d/2d/3d; 0 for an unknown kind.
+    /// The kind's record; null for an unknown kind.
+    const ::normrt::kinds::Kind *getKindInfo();
+    /// Spatial dimensions after (N, C): 1, 2, 3; -1 for any (GroupNorm with
+    /// the contiguous layout); 0 for LayerNorm and RMSNorm.
     int64_t getSpatialRank();
     /// True for NLC, NHWC and NDHWC.
     bool isChannelsLast();
+    /// The plan of the batch-statistics kernels.
+    ::normrt::kinds::ReductionPlan getPlan();
+    ::normrt::kinds::Activation getActivationKind();
+    /// Whether the layer keeps running statistics (and has their kernels).
+    bool tracksRunningStats();
   }];
 }
 

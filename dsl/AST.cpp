@@ -26,6 +26,8 @@ llvm::StringRef Value::kindName() const {
     return "identifier";
   case Kind::String:
     return "string";
+  case Kind::List:
+    return "list";
   }
   return "value";
 }
@@ -49,6 +51,14 @@ static void printValue(const Value &v, llvm::raw_ostream &os) {
     break;
   case Value::Kind::String:
     os << "String \"" << v.text << "\"";
+    break;
+  case Value::Kind::List:
+    os << "List [";
+    for (size_t i = 0; i < v.elements.size(); ++i) {
+      os << (i ? ", " : "");
+      printValue(v.elements[i], os);
+    }
+    os << "]";
     break;
   }
 }

@@ -26,12 +26,13 @@ namespace dsl {
 
 /// A literal or bare word on the right of `=` in an argument list.
 struct Value {
-  enum class Kind { Integer, Float, Bool, None, Identifier, String };
+  enum class Kind { Integer, Float, Bool, None, Identifier, String, List };
   Kind kind = Kind::None;
   int64_t intValue = 0;
   double floatValue = 0.0;
   bool boolValue = false;
   std::string text; ///< identifier or string contents, or the literal's spelling
+  std::vector<Value> elements; ///< a List's values, `[64, 7, 7]`
   llvm::SMLoc loc;
 
   /// Human-readable name of the value's kind, for "expected X, got Y" messages.

@@ -50,6 +50,10 @@ llvm::StringRef normc::dsl::tokenKindName(TokenKind kind) {
     return "'('";
   case TokenKind::RParen:
     return "')'";
+  case TokenKind::LBracket:
+    return "'['";
+  case TokenKind::RBracket:
+    return "']'";
   case TokenKind::Minus:
     return "'-'";
   }
@@ -227,6 +231,10 @@ Token Lexer::next() {
     return make(TokenKind::LParen, start);
   case ')':
     return make(TokenKind::RParen, start);
+  case '[':
+    return make(TokenKind::LBracket, start);
+  case ']':
+    return make(TokenKind::RBracket, start);
   case '-':
     return make(TokenKind::Minus, start);
   default:

@@ -39,6 +39,8 @@ enum class TokenKind {
   Comma,
   LParen,
   RParen,
+  LBracket,
+  RBracket,
   Minus,
 };
 

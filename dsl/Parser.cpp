@@ -196,9 +196,36 @@ bool Parser::parseArgument(LayerDecl &layer, bool &sawKeyword) {
 }
 
 // value ::= '-'? (integer | float) | 'None' | 'true' | 'false'
-//         | identifier | string
+//         | identifier | string | list
+// list  ::= '[' (value (',' value)* ','?)? ']'     (values other than lists)
 bool Parser::parseValue(Value &value) {
   value.loc = tok.loc();
+  if (tok.is(TokenKind::LBracket)) {
+    const char *start = tok.spelling.data();
+    consume();
+    value.kind = Value::Kind::List;
+    while (!tok.is(TokenKind::RBracket)) {
+      if (tok.is(TokenKind::LBracket))
+        return error(tok.loc(), "a list holds values, not lists");
+      Value element;
+      if (!parseValue(element))
+        return false;
+      value.elements.push_back(std::move(element));
+      if (tok.is(TokenKind::Comma)) {
+        consume();
+        continue;
+      }
+      if (!tok.is(TokenKind::RBracket)) {
+        if (tok.is(TokenKind::Error))
+          return false;
+        return error(tok.loc(),
+                     "expected ',' or ']' in a list, got " + describe(tok));
+      }
+    }
+    value.text = std::string(start, tok.spelling.end());
+    consume(); // ']'
+    return true;
+  }
   bool negative = false;
   if (tok.is(TokenKind::Minus)) {
     negative = true;

@@ -24,6 +24,7 @@
 
 #include "CpuFeatures.h"
 #include "CudaDriver.h"
+#include "Geometry.h"
 #include "normrt/module.h"
 #include "normrt/normrt.h"
 
@@ -120,17 +121,10 @@ halide_type_t halideType(int32_t dtype) {
   }
 }
 
-/// The shape of an input as the kernels see it, and its layout.
-struct Geometry {
-  int64_t s = 1, c = 0, n = 0;
-  bool channelsLast = false;
-  int64_t count() const { return s * n; } ///< values per channel
-};
-
 /// A halide_buffer_t with its dimensions stored alongside.
 struct HalideBuffer {
   halide_buffer_t buffer;
-  halide_dimension_t dims[3];
+  halide_dimension_t dims[normrt::kinds::kNumAxes];
   HalideBuffer() {
     std::memset(&buffer, 0, sizeof(buffer));
     std::memset(dims, 0, sizeof(dims));
@@ -139,42 +133,34 @@ struct HalideBuffer {
   HalideBuffer(const HalideBuffer &) = delete;
   HalideBuffer &operator=(const HalideBuffer &) = delete;
 
-  /// [s, c, n] view of a dense tensor of geometry `g`.
-  void tensor(void *data, int32_t dtype, const Geometry &g) {
+  /// A view of `data` with the dimensions `from`.
+  void set(void *data, int32_t dtype, const halide_dimension_t *from,
+           int count) {
     buffer.host = static_cast<uint8_t *>(data);
     buffer.type = halideType(dtype);
-    buffer.dimensions = 3;
-    dims[0] = {0, int32_t(g.s), int32_t(g.channelsLast ? g.c : 1), 0};
-    dims[1] = {0, int32_t(g.c), int32_t(g.channelsLast ? 1 : g.s), 0};
-    dims[2] = {0, int32_t(g.n), int32_t(g.s * g.c), 0};
+    buffer.dimensions = count;
+    for (int i = 0; i < count; ++i)
+      dims[i] = from[i];
+  }
+  /// The tensor view of a dense tensor of geometry `g`.
+  void tensor(void *data, int32_t dtype, const normrt::Geometry &g) {
+    halide_dimension_t d[normrt::kinds::kNumAxes];
+    set(data, dtype, d, g.tensorDims(d));
   }
   void vector(void *data, int32_t dtype, int64_t c) {
-    buffer.host = static_cast<uint8_t *>(data);
-    buffer.type = halideType(dtype);
-    buffer.dimensions = 1;
-    dims[0] = {0, int32_t(c), 1, 0};
+    halide_dimension_t d = {0, int32_t(c), 1, 0};
+    set(data, dtype, &d, 1);
   }
-  void scalar(void *data, int32_t dtype) {
-    buffer.host = static_cast<uint8_t *>(data);
-    buffer.type = halideType(dtype);
-    buffer.dimensions = 0;
-  }
+  void scalar(void *data, int32_t dtype) { set(data, dtype, nullptr, 0); }
   halide_buffer_t *get() { return &buffer; }
 };
 
-
 std::string shapeString(const std::vector<int64_t> &shape) {
-  std::string text = "[";
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (i)
-      text += ", ";
-    text += std::to_string(shape[i]);
-  }
-  return text + "]";
+  return normrt::shapeString(shape.data(), int(shape.size()));
 }
 
 std::string shapeString(const normrt_tensor *t) {
-  return shapeString(std::vector<int64_t>(t->shape, t->shape + t->ndim));
+  return normrt::shapeString(t->shape, t->ndim);
 }
 
 } // namespace
@@ -216,19 +202,22 @@ struct StateBuffer {
 
 struct normrt_layer {
   const normrt_layer_desc *desc;
+  const normrt::kinds::Kind *kind = nullptr;
   /// The variant of desc->variants this CPU runs, and its kernels.
   const normrt_kernel_variant *variant = nullptr;
   /// The Halide runtime of the layer's module.
   const normrt_halide_api *halide = nullptr;
   bool training = true;
-  int64_t channels;
+  /// Values of weight and bias (channels, or normalized elements).
+  int64_t params;
   StateBuffer weight, bias, runningMean, runningVar, counter, saveMean,
       saveInvstd;
   /// The last successful forward, which backward differentiates (as
-  /// autograd does): the shape of its input (empty before any forward;
-  /// inputs have at least two dimensions) and whether it normalized with
-  /// batch statistics (then save_mean/save_invstd are its statistics).
+  /// autograd does): the shape of its input (empty before any forward)
+  /// and whether it normalized with batch statistics (then
+  /// save_mean/save_invstd are its statistics).
   std::vector<int64_t> forwardShape;
+  bool hadForward = false;
   bool forwardUsedBatchStats = false;
   // Scratch written by kernels and committed on success.
   StateBuffer newMean, newInvstd, newVar, newRunningMean, newRunningVar,
@@ -415,16 +404,18 @@ public:
   }
 
   /// Binds a tensor of geometry g (dense; strides checked before).
-  int bindTensor(void *data, int32_t device, int32_t dtype, const Geometry &g) {
+  int bindTensor(void *data, int32_t device, int32_t dtype,
+                 const normrt::Geometry &g) {
     buffer.tensor(data, dtype, g);
     // GPU kernels take bf16 tensors as their bits (module.h).
     if (layer->desc->device != NORMRT_DEVICE_HOST && dtype == NORMRT_BFLOAT16)
       buffer.get()->type = halide_type_t(halide_type_uint, 16);
     return bindMemory(data, device);
   }
-  /// Binds a per-channel vector of c values.
-  int bindVector(void *data, int32_t device, int32_t dtype, int64_t c) {
-    buffer.vector(data, dtype, c);
+  /// Binds a gradient of the parameters, shaped like `like`.
+  int bindParams(void *data, int32_t device, int32_t dtype,
+                 const halide_buffer_t *like) {
+    buffer.set(data, dtype, like->dim, like->dimensions);
     return bindMemory(data, device);
   }
 
@@ -465,16 +456,40 @@ private:
   HalideBuffer buffer;
 };
 
+/// What one call binds to each argument role of its kernels: inputs and
+/// outputs separately (update_stats reads running_mean and writes its
+/// successor). Halide buffers, or the address of a scalar.
+struct Bindings {
+  void *in[NORMRT_ARG_ROLE_COUNT] = {};
+  void *out[NORMRT_ARG_ROLE_COUNT] = {};
+};
+
+/// Calls kernel `kind` of the layer with the arguments its signature lists.
 int callKernel(normrt_layer *layer, normrt_kernel_kind kind,
-               std::vector<void *> &args) {
+               const Bindings &bound) {
   normrt_kernel_fn fn = layer->variant->kernels[kind];
+  const normrt_kernel_signature &sig = layer->desc->signatures[kind];
   if (!fn)
     return fail("layer '%s' has no kernel of kind %d", layer->desc->name,
                 int(kind));
-  CallScope scope(layer);
   // args[0]: the address of Halide's user context, the layer.
   void *userContext = layer;
-  args.insert(args.begin(), &userContext);
+  std::vector<void *> args = {&userContext};
+  for (int32_t i = 0; i < sig.num_args; ++i) {
+    int32_t entry = sig.args[i];
+    int32_t role = entry & ~NORMRT_ARG_OUTPUT;
+    void *arg = role >= 0 && role < NORMRT_ARG_ROLE_COUNT
+                    ? (entry & NORMRT_ARG_OUTPUT ? bound.out : bound.in)[role]
+                    : nullptr;
+    if (!arg)
+      return fail("kernel %d of layer '%s' takes %s '%s', which this normrt "
+                  "does not provide; rebuild the module with this normc",
+                  int(kind), layer->desc->name,
+                  entry & NORMRT_ARG_OUTPUT ? "output" : "input",
+                  normrt_arg_role_name(entry));
+    args.push_back(arg);
+  }
+  CallScope scope(layer);
   int rc = fn(args.data());
   if (rc != 0)
     return fail("kernel of layer '%s' failed (Halide error %d): %s",
@@ -604,36 +619,52 @@ int checkTensorBasics(const normrt_layer *layer, const normrt_tensor *t,
 }
 
 /// The strides of a dense tensor of t's shape in PyTorch order: contiguous,
-/// or channels-last (channels innermost, then the spatial dims, then N).
-void denseStrides(const normrt_tensor *t, bool channelsLast, int64_t *out) {
+/// or channels-last (channels, at `featureDim`, innermost, then the spatial
+/// dims, then the batch).
+void denseStrides(const normrt_tensor *t, bool channelsLast, int featureDim,
+                  int64_t *out) {
   int64_t expected = 1;
-  if (!channelsLast || t->ndim < 3) {
+  if (!channelsLast || t->ndim < featureDim + 2) {
     for (int32_t i = t->ndim - 1; i >= 0; --i) {
       out[i] = expected;
       expected *= t->shape[i];
     }
     return;
   }
-  out[1] = 1;
-  expected = t->shape[1];
-  for (int32_t i = t->ndim - 1; i >= 2; --i) {
+  out[featureDim] = 1;
+  expected = t->shape[featureDim];
+  for (int32_t i = t->ndim - 1; i > featureDim; --i) {
     out[i] = expected;
     expected *= t->shape[i];
   }
-  out[0] = expected;
+  for (int32_t i = featureDim - 1; i >= 0; --i) {
+    out[i] = expected;
+    expected *= t->shape[i];
+  }
+}
+
+/// The dimension of x that holds the channels: 1, or 0 for unbatched
+/// InstanceNorm inputs.
+int featureDim(const normrt_layer *layer, const normrt_tensor *x) {
+  const normrt_layer_desc *d = layer->desc;
+  if (layer->kind->unbatched && x->ndim == d->spatial_rank + 1)
+    return 0;
+  return 1;
 }
 
 /// Strides must be all zero (dense in the layer's layout) or those of a
 /// dense tensor in the layer's layout; extent-1 dimensions may have any
 /// stride, as in PyTorch.
-int checkLayout(const normrt_tensor *t, const char *what, bool channelsLast) {
+int checkLayout(const normrt_layer *layer, const normrt_tensor *t,
+                const char *what, int featureDim) {
+  bool channelsLast = layer->desc->layout != 0;
   bool allZero = true;
   for (int32_t i = 0; i < t->ndim; ++i)
     allZero &= t->strides[i] == 0;
   if (allZero)
     return 0;
   int64_t expected[NORMRT_MAX_DIMS];
-  denseStrides(t, channelsLast, expected);
+  denseStrides(t, channelsLast, featureDim, expected);
   for (int32_t i = 0; i < t->ndim; ++i)
     if (t->shape[i] != 1 && t->strides[i] != expected[i])
       return fail("%s does not have the layer's %s layout (stride %lld in "
@@ -643,63 +674,23 @@ int checkLayout(const normrt_tensor *t, const char *what, bool channelsLast) {
   return 0;
 }
 
-/// Checks x like torch.nn.BatchNorm*d's _check_input_dim and F.batch_norm.
+/// Checks x as the torch.nn module of the layer's kind does, and maps it
+/// onto the kernels' view.
 int checkInput(const normrt_layer *layer, const normrt_tensor *x,
-               const char *what, Geometry &g) {
+               const char *what, bool batchStats, normrt::Geometry &g) {
   const normrt_layer_desc *d = layer->desc;
   if (checkTensorBasics(layer, x, what, d->dtype))
     return 1;
-  switch (d->spatial_rank) {
-  case 1:
-    if (x->ndim != 2 && x->ndim != 3)
-      return fail("expected 2D or 3D input (got %dD input)", x->ndim);
-    break;
-  case 2:
-    if (x->ndim != 4)
-      return fail("expected 4D input (got %dD input)", x->ndim);
-    break;
-  default:
-    if (x->ndim != 5)
-      return fail("expected 5D input (got %dD input)", x->ndim);
-    break;
-  }
+  std::string error;
+  if (!normrt::mapInput(d, *layer->kind, x, batchStats, g, error))
+    return fail("%s", error.c_str());
   if (!x->data)
     return fail("%s has no data (NULL pointer)", what);
-  g.channelsLast = d->layout != 0;
-  if (checkLayout(x, what, g.channelsLast))
-    return 1;
-  g.n = x->shape[0];
-  g.c = x->shape[1];
-  g.s = 1;
-  for (int32_t i = 2; i < x->ndim; ++i)
-    g.s *= x->shape[i];
-  if (g.c != d->num_features) {
-    if (d->track_running_stats)
-      return fail("running_mean should contain %lld elements not %lld",
-                  (long long)g.c, (long long)d->num_features);
-    if (d->affine)
-      return fail("weight should contain %lld elements not %lld",
-                  (long long)g.c, (long long)d->num_features);
-    return fail("expected input with %lld channels, got %lld channels "
-                "(input size %s)",
-                (long long)d->num_features, (long long)g.c,
-                shapeString(x).c_str());
-  }
-  if (g.n == 0 || g.s == 0)
-    return fail("input size %s has no elements; empty inputs are not "
-                "supported",
-                shapeString(x).c_str());
-  // Halide indexes buffers with 32-bit signed integers.
-  if (g.s > INT32_MAX / g.c || g.s * g.c > INT32_MAX / g.n)
-    return fail("input size %s has more than 2147483647 elements, more than "
-                "the kernels' 32-bit indexing allows",
-                shapeString(x).c_str());
-  return 0;
+  return checkLayout(layer, x, what, featureDim(layer, x));
 }
 
 int checkSameShape(const normrt_layer *layer, const normrt_tensor *x,
-                   const normrt_tensor *t, const char *what, int32_t dtype,
-                   const Geometry &g) {
+                   const normrt_tensor *t, const char *what, int32_t dtype) {
   if (checkTensorBasics(layer, t, what, dtype))
     return 1;
   if (!t->data)
@@ -710,7 +701,7 @@ int checkSameShape(const normrt_layer *layer, const normrt_tensor *x,
   if (!same)
     return fail("%s has size %s, but the input has size %s", what,
                 shapeString(t).c_str(), shapeString(x).c_str());
-  return checkLayout(t, what, g.channelsLast);
+  return checkLayout(layer, t, what, featureDim(layer, x));
 }
 
 int64_t byteSize(const normrt_tensor *t) {
@@ -724,34 +715,53 @@ int64_t byteSize(const normrt_tensor *t) {
 /// so they must not share memory with them.
 int checkNoOverlap(const normrt_tensor *out, const char *outName,
                    const normrt_tensor *in, const char *inName) {
-  if (out->device != in->device)
-    return 0; // different memories
+  if (!out || !in || out->device != in->device)
+    return 0; // absent, or different memories
   const uint8_t *a = static_cast<const uint8_t *>(out->data);
   const uint8_t *b = static_cast<const uint8_t *>(in->data);
   if (a < b + byteSize(in) && b < a + byteSize(out))
-    return fail("%s overlaps %s in memory; in-place BatchNorm is not "
+    return fail("%s overlaps %s in memory; in-place normalization is not "
                 "supported, pass a separate output tensor",
                 outName, inName);
   return 0;
 }
 
-int checkChannelVector(const normrt_layer *layer, const normrt_tensor *t,
-                       const char *what) {
+/// The shape of the layer's weight: normalized_shape for LayerNorm and
+/// RMSNorm, [num_features] otherwise.
+std::vector<int64_t> paramShape(const normrt_layer *layer) {
+  const normrt_layer_desc *d = layer->desc;
+  if (d->normalized_ndim > 0)
+    return std::vector<int64_t>(d->normalized_shape,
+                                d->normalized_shape + d->normalized_ndim);
+  return {layer->params};
+}
+
+/// A gradient of weight or bias: the weight's shape (or flat), dense.
+int checkParamTensor(const normrt_layer *layer, const normrt_tensor *t,
+                     const char *what) {
   if (checkTensorBasics(layer, t, what, layer->desc->param_dtype))
     return 1;
   if (!t->data)
     return fail("%s has no data (NULL pointer)", what);
-  if (t->ndim != 1 || t->shape[0] != layer->channels)
-    return fail("%s has size %s; expected [%lld]", what,
-                shapeString(t).c_str(), (long long)layer->channels);
-  if (t->strides[0] != 0 && t->strides[0] != 1)
-    return fail("%s is not contiguous", what);
+  std::vector<int64_t> shape = paramShape(layer);
+  bool flat = t->ndim == 1 && t->shape[0] == layer->params;
+  bool same = std::equal(shape.begin(), shape.end(), t->shape,
+                         t->shape + t->ndim);
+  if (!flat && !same)
+    return fail("%s has size %s; expected %s", what, shapeString(t).c_str(),
+                shapeString(shape).c_str());
+  int64_t expected[NORMRT_MAX_DIMS];
+  denseStrides(t, false, 1, expected);
+  for (int32_t i = 0; i < t->ndim; ++i)
+    if (t->strides[i] != 0 && t->shape[i] != 1 && t->strides[i] != expected[i])
+      return fail("%s is not contiguous", what);
   return 0;
 }
 
 /// Remembers a successful forward for backward.
 void recordForward(normrt_layer *layer, const normrt_tensor *x,
                    bool batchStats) {
+  layer->hadForward = true;
   layer->forwardUsedBatchStats = batchStats;
   layer->forwardShape.assign(x->shape, x->shape + x->ndim);
 }
@@ -760,6 +770,49 @@ void recordForward(normrt_layer *layer, const normrt_tensor *x,
 /// statistics, in eval mode too (F.batch_norm's `training or not tracking`).
 bool usesBatchStats(const normrt_layer *layer) {
   return layer->training || !layer->desc->track_running_stats;
+}
+
+/// Sizes a statistics buffer for the statistics of geometry `g` (their
+/// number depends on the batch for per-instance kinds).
+void shapeStats(normrt_layer *layer, StateBuffer &b,
+                const normrt::Geometry &g) {
+  int32_t p = layer->desc->param_dtype;
+  size_t bytes = size_t(g.statCount()) * dtypeSize(p);
+  if (b.host.size() != bytes) {
+    if (b.get()->device)
+      layer->halide->device_free(layer, b.get());
+    b.get()->flags = 0;
+    b.host.assign(bytes, 0);
+  }
+  halide_dimension_t dims[normrt::kinds::kNumAxes];
+  int n = g.statDims(dims);
+  b.halide.set(b.host.data(), p, dims, n);
+}
+
+/// commit() for statistics whose number may have changed since the last
+/// call: then the values go through the host.
+int commitStats(normrt_layer *layer, StateBuffer &state, StateBuffer &scratch) {
+  if (state.host.size() == scratch.host.size()) {
+    halide_buffer_t *b = state.get();
+    int dims = scratch.get()->dimensions;
+    b->dimensions = dims;
+    for (int i = 0; i < dims; ++i)
+      b->dim[i] = scratch.get()->dim[i];
+    return commit(layer, state, scratch);
+  }
+  if (layer->onDevice()) {
+    if (downloadToHost(layer, scratch.get()))
+      return 1;
+    if (state.get()->device)
+      layer->halide->device_free(layer, state.get());
+  }
+  state.host = scratch.host;
+  halide_buffer_t *from = scratch.get();
+  state.halide.set(state.host.data(), layer->desc->param_dtype, from->dim,
+                   from->dimensions);
+  if (layer->onDevice())
+    state.get()->flags = halide_buffer_flag_host_dirty;
+  return 0;
 }
 
 } // namespace
@@ -892,18 +945,39 @@ normrt_layer *normrt_layer_create(const char *name, const char *target) {
          name, target, desc->target_string, missing.c_str());
     return nullptr;
   }
+  const normrt::kinds::Kind *kind = normrt::kinds::findKind(desc->kind);
+  if (!kind) {
+    fail("layer '%s' is of kind '%s', which this normrt does not know; "
+         "rebuild the module with this normc",
+         name, desc->kind);
+    return nullptr;
+  }
   module->halide->set_error_handler(onHalideError);
 
   auto *layer = new normrt_layer;
   layer->desc = desc;
+  layer->kind = kind;
   layer->variant = &desc->variants[variant];
   layer->halide = module->halide;
-  layer->channels = desc->num_features;
+  layer->params = desc->num_features;
   int32_t p = desc->param_dtype;
   int64_t c = desc->num_features;
+  normrt::kinds::ReductionPlan plan =
+      normrt::kinds::planFor(*kind, desc->layout != 0, desc->spatial_rank);
+  halide_dimension_t paramDims[2];
+  int numParamDims =
+      normrt::paramDims(plan, desc->num_features, desc->num_groups, paramDims);
   if (desc->affine) {
     layer->weight.init(c, p, 1.0);
-    layer->bias.init(c, p, 0.0);
+    if (desc->bias)
+      layer->bias.init(c, p, 0.0);
+  }
+  for (StateBuffer *s : {&layer->weight, &layer->bias, &layer->gradWeight,
+                         &layer->gradBias}) {
+    if (s == &layer->gradWeight || s == &layer->gradBias)
+      s->init(c, p, 0.0);
+    if (!s->empty())
+      s->halide.set(s->host.data(), p, paramDims, numParamDims);
   }
   if (desc->track_running_stats) {
     layer->runningMean.init(c, p, 0.0);
@@ -913,10 +987,11 @@ normrt_layer *normrt_layer_create(const char *name, const char *target) {
     layer->newRunningVar.init(c, p, 0.0);
     layer->newCounter.init(-1, NORMRT_INT64, 0.0);
   }
+  // Batch statistics: sized by each forward (per-instance kinds have a
+  // statistic per instance); per channel before the first.
   for (StateBuffer *s : {&layer->saveMean, &layer->saveInvstd, &layer->newMean,
-                         &layer->newInvstd, &layer->newVar, &layer->gradWeight,
-                         &layer->gradBias})
-    s->init(c, p, 0.0);
+                         &layer->newInvstd, &layer->newVar})
+    s->init(plan.kept(normrt::kinds::N) ? 0 : c, p, 0.0);
   if (desc->device != NORMRT_DEVICE_HOST && setUpDeviceLayer(layer, module)) {
     destroyLayer(layer);
     return nullptr;
@@ -963,6 +1038,7 @@ int normrt_layer_get_info(const normrt_layer *layer, normrt_layer_info *info) {
   if (!layer || !info)
     return fail("normrt_layer_get_info: layer and info must not be NULL");
   const normrt_layer_desc *d = layer->desc;
+  std::memset(info, 0, sizeof(*info));
   info->name = d->name;
   info->target = d->target;
   info->kind = d->kind;
@@ -979,63 +1055,103 @@ int normrt_layer_get_info(const normrt_layer *layer, normrt_layer_info *info) {
   info->channels_last = d->layout != 0;
   info->device = d->device;
   info->target_string = layer->variant->target_string;
+  info->num_groups = d->num_groups;
+  info->normalized_ndim = d->normalized_ndim;
+  for (int32_t i = 0; i < d->normalized_ndim && i < NORMRT_MAX_DIMS; ++i)
+    info->normalized_shape[i] = d->normalized_shape[i];
+  info->bias = d->bias;
+  info->activation = d->activation;
+  info->residual = d->residual;
   succeed();
   return 0;
 }
 
-int normrt_layer_forward(normrt_layer *layer, const normrt_tensor *x,
-                         normrt_tensor *y) {
-  if (!layer)
-    return fail("normrt_layer_forward: layer must not be NULL");
+namespace {
+
+/// The residual input: required exactly for layers with residual=true.
+int checkResidual(const normrt_layer *layer, const normrt_tensor *x,
+                  const normrt_tensor *residual, const char *call) {
   const normrt_layer_desc *d = layer->desc;
-  Geometry g;
-  if (checkInput(layer, x, "input", g) ||
-      checkSameShape(layer, x, y, "output", d->dtype, g) ||
-      checkNoOverlap(y, "output", x, "input"))
-    return 1;
+  if (!d->residual) {
+    if (residual)
+      return fail("layer '%s' has residual=false: %s takes no residual "
+                  "tensor",
+                  d->name, call);
+    return 0;
+  }
+  if (!residual)
+    return fail("layer '%s' has residual=true: %s needs the residual tensor "
+                "(y = %s(norm(x) + residual)); use normrt_layer_forward_args "
+                "and normrt_layer_backward_args",
+                d->name, call,
+                normrt::kinds::activationName(
+                    normrt::kinds::Activation(d->activation)));
+  return checkSameShape(layer, x, residual, "residual", d->dtype);
+}
+
+} // namespace
+
+int normrt_layer_forward_args(normrt_layer *layer,
+                              const normrt_forward_args *a) {
+  if (!layer || !a)
+    return fail("normrt_layer_forward_args: layer and args must not be NULL");
+  const normrt_layer_desc *d = layer->desc;
   bool batchStats = usesBatchStats(layer);
-  if (batchStats && g.count() <= 1)
-    return fail("Expected more than 1 value per channel when training, got "
-                "input size %s",
-                shapeString(x).c_str());
+  normrt::Geometry g;
+  const normrt_tensor *x = a->input, *z = a->residual;
+  normrt_tensor *y = a->output;
+  if (checkInput(layer, x, "input", batchStats, g) ||
+      checkResidual(layer, x, z, "forward") ||
+      checkSameShape(layer, x, y, "output", d->dtype) ||
+      checkNoOverlap(y, "output", x, "input") ||
+      checkNoOverlap(y, "output", z, "residual"))
+    return 1;
 
   markStateHostDirty(layer);
-  TensorArg xb(layer, false), yb(layer, true);
+  TensorArg xb(layer, false), zb(layer, false), yb(layer, true);
   if (xb.bindTensor(x->data, x->device, d->dtype, g) ||
+      (z && zb.bindTensor(z->data, z->device, d->dtype, g)) ||
       yb.bindTensor(y->data, y->device, d->dtype, g))
     return 1;
+  Bindings bound;
+  bound.in[NORMRT_ARG_X] = xb.get();
+  bound.in[NORMRT_ARG_RESIDUAL] = z ? zb.get() : nullptr;
+  bound.in[NORMRT_ARG_WEIGHT] = layer->weight.get();
+  bound.in[NORMRT_ARG_BIAS] = layer->bias.get();
+  bound.out[NORMRT_ARG_Y] = yb.get();
 
   if (!batchStats) {
-    std::vector<void *> args = {xb.get(), layer->runningMean.get(),
-                                layer->runningVar.get()};
-    if (d->affine)
-      args.insert(args.end(), {layer->weight.get(), layer->bias.get()});
-    args.push_back(yb.get());
-    if (callKernel(layer, NORMRT_KERNEL_FORWARD_EVAL, args) || yb.finish())
+    bound.in[NORMRT_ARG_RUNNING_MEAN] = layer->runningMean.get();
+    bound.in[NORMRT_ARG_RUNNING_VAR] = layer->runningVar.get();
+    if (callKernel(layer, NORMRT_KERNEL_FORWARD_EVAL, bound) || yb.finish())
       return 1;
     recordForward(layer, x, /*batchStats=*/false);
     succeed();
     return 0;
   }
 
-  std::vector<void *> args = {xb.get()};
-  if (d->affine)
-    args.insert(args.end(), {layer->weight.get(), layer->bias.get()});
-  args.insert(args.end(), {yb.get(), layer->newMean.get(),
-                           layer->newInvstd.get(), layer->newVar.get()});
-  if (callKernel(layer, NORMRT_KERNEL_FORWARD_TRAIN, args))
+  for (StateBuffer *s : {&layer->newMean, &layer->newInvstd, &layer->newVar})
+    shapeStats(layer, *s, g);
+  bound.out[NORMRT_ARG_SAVE_MEAN] = layer->newMean.get();
+  bound.out[NORMRT_ARG_SAVE_INVSTD] = layer->newInvstd.get();
+  bound.out[NORMRT_ARG_BATCH_VAR] = layer->newVar.get();
+  if (callKernel(layer, NORMRT_KERNEL_FORWARD_TRAIN, bound))
     return 1;
 
   bool update = layer->training && d->track_running_stats;
+  int64_t count = g.valuesPerStat();
   if (update) {
-    int64_t count = g.count();
-    std::vector<void *> updateArgs = {
-        layer->newMean.get(),        layer->newVar.get(),
-        layer->runningMean.get(),    layer->runningVar.get(),
-        layer->counter.get(),        &count,
-        layer->newRunningMean.get(), layer->newRunningVar.get(),
-        layer->newCounter.get()};
-    if (callKernel(layer, NORMRT_KERNEL_UPDATE_STATS, updateArgs))
+    Bindings u;
+    u.in[NORMRT_ARG_SAVE_MEAN] = layer->newMean.get();
+    u.in[NORMRT_ARG_BATCH_VAR] = layer->newVar.get();
+    u.in[NORMRT_ARG_RUNNING_MEAN] = layer->runningMean.get();
+    u.in[NORMRT_ARG_RUNNING_VAR] = layer->runningVar.get();
+    u.in[NORMRT_ARG_NUM_BATCHES_TRACKED] = layer->counter.get();
+    u.in[NORMRT_ARG_COUNT] = &count;
+    u.out[NORMRT_ARG_RUNNING_MEAN] = layer->newRunningMean.get();
+    u.out[NORMRT_ARG_RUNNING_VAR] = layer->newRunningVar.get();
+    u.out[NORMRT_ARG_NUM_BATCHES_TRACKED] = layer->newCounter.get();
+    if (callKernel(layer, NORMRT_KERNEL_UPDATE_STATS, u))
       return 1;
   }
   if (yb.finish())
@@ -1044,42 +1160,67 @@ int normrt_layer_forward(normrt_layer *layer, const normrt_tensor *x,
   // Every kernel succeeded: commit. (On the CPU copies, not swaps: state
   // views handed out earlier must stay valid.)
   CallScope scope(layer);
-  if (commit(layer, layer->saveMean, layer->newMean) ||
-      commit(layer, layer->saveInvstd, layer->newInvstd))
+  if (commitStats(layer, layer->saveMean, layer->newMean) ||
+      commitStats(layer, layer->saveInvstd, layer->newInvstd))
     return 1;
   if (update && (commit(layer, layer->runningMean, layer->newRunningMean) ||
                  commit(layer, layer->runningVar, layer->newRunningVar) ||
-                 commit(layer, layer->counter, layer->newCounter)))
+                 (layer->kind->countsBatches &&
+                  commit(layer, layer->counter, layer->newCounter))))
     return 1;
   recordForward(layer, x, /*batchStats=*/true);
   succeed();
   return 0;
 }
 
-int normrt_layer_backward(normrt_layer *layer, const normrt_tensor *x,
-                          const normrt_tensor *dy, normrt_tensor *dx,
-                          normrt_tensor *dweight, normrt_tensor *dbias) {
+int normrt_layer_forward(normrt_layer *layer, const normrt_tensor *x,
+                         normrt_tensor *y) {
   if (!layer)
-    return fail("normrt_layer_backward: layer must not be NULL");
+    return fail("normrt_layer_forward: layer must not be NULL");
+  normrt_forward_args args = {x, nullptr, y};
+  return normrt_layer_forward_args(layer, &args);
+}
+
+int normrt_layer_backward_args(normrt_layer *layer,
+                               const normrt_backward_args *a) {
+  if (!layer || !a)
+    return fail("normrt_layer_backward_args: layer and args must not be NULL");
   const normrt_layer_desc *d = layer->desc;
-  Geometry g;
-  if (checkInput(layer, x, "input", g) ||
-      checkSameShape(layer, x, dy, "grad_output", d->dtype, g) ||
-      checkSameShape(layer, x, dx, "grad_input", d->dtype, g) ||
+  const normrt_tensor *x = a->input, *z = a->residual, *dy = a->grad_output;
+  normrt_tensor *dx = a->grad_input, *dz = a->grad_residual;
+  normrt_tensor *dweight = a->grad_weight, *dbias = a->grad_bias;
+  bool batchStats = layer->forwardUsedBatchStats;
+  normrt::Geometry g;
+  if (checkInput(layer, x, "input", false, g) ||
+      checkResidual(layer, x, z, "backward") ||
+      checkSameShape(layer, x, dy, "grad_output", d->dtype) ||
+      checkSameShape(layer, x, dx, "grad_input", d->dtype) ||
       checkNoOverlap(dx, "grad_input", x, "input") ||
-      checkNoOverlap(dx, "grad_input", dy, "grad_output"))
+      checkNoOverlap(dx, "grad_input", dy, "grad_output") ||
+      checkNoOverlap(dx, "grad_input", z, "residual"))
     return 1;
+  if (dz && (!d->residual ||
+             checkSameShape(layer, x, dz, "grad_residual", d->dtype) ||
+             checkNoOverlap(dz, "grad_residual", x, "input") ||
+             checkNoOverlap(dz, "grad_residual", dy, "grad_output") ||
+             checkNoOverlap(dz, "grad_residual", dx, "grad_input")))
+    return d->residual ? 1
+                       : fail("layer '%s' has residual=false: it has no "
+                              "grad_residual",
+                              d->name);
   if (!d->affine && (dweight || dbias))
     return fail("layer '%s' has affine=False: it has no weight or bias, so "
                 "dweight and dbias must be NULL",
                 d->name);
-  if (dweight && checkChannelVector(layer, dweight, "grad_weight"))
+  if (!d->bias && dbias)
+    return fail("layer '%s' has no bias, so dbias must be NULL", d->name);
+  if (dweight && checkParamTensor(layer, dweight, "grad_weight"))
     return 1;
-  if (dbias && checkChannelVector(layer, dbias, "grad_bias"))
+  if (dbias && checkParamTensor(layer, dbias, "grad_bias"))
     return 1;
   // Backward differentiates the last forward: its mode and statistics, not
   // the layer's mode now (eval() between the two changes nothing here).
-  if (layer->forwardShape.empty())
+  if (!layer->hadForward)
     return fail("layer '%s': backward needs a forward call first (it "
                 "differentiates the last forward, with that forward's "
                 "statistics)",
@@ -1091,45 +1232,69 @@ int normrt_layer_backward(normrt_layer *layer, const normrt_tensor *x,
                 "last forward",
                 d->name, shapeString(x).c_str(),
                 shapeString(layer->forwardShape).c_str());
-  bool batchStats = layer->forwardUsedBatchStats;
 
   markStateHostDirty(layer);
-  TensorArg xb(layer, false), dyb(layer, false), dxb(layer, true),
-      dwb(layer, true), dbb(layer, true);
+  TensorArg xb(layer, false), zb(layer, false), dyb(layer, false),
+      dxb(layer, true), dzb(layer, true), dwb(layer, true), dbb(layer, true);
+  // Without grad_residual from the caller, host scratch takes it.
+  std::vector<uint8_t> dzScratch;
+  void *dzData = dz ? dz->data : nullptr;
+  int32_t dzDevice = dz ? dz->device : 0;
+  if (d->residual && !dz) {
+    dzScratch.resize(size_t(g.elements()) * dtypeSize(d->dtype));
+    dzData = dzScratch.data();
+  }
   if (xb.bindTensor(x->data, x->device, d->dtype, g) ||
+      (z && zb.bindTensor(z->data, z->device, d->dtype, g)) ||
       dyb.bindTensor(dy->data, dy->device, d->dtype, g) ||
-      dxb.bindTensor(dx->data, dx->device, d->dtype, g))
+      dxb.bindTensor(dx->data, dx->device, d->dtype, g) ||
+      (d->residual && dzb.bindTensor(dzData, dzDevice, d->dtype, g)))
     return 1;
   // Without dweight or dbias from the caller, the layer's scratch takes them.
-  halide_buffer_t *dwBuffer = layer->gradWeight.get();
-  halide_buffer_t *dbBuffer = layer->gradBias.get();
+  Bindings bound;
+  bound.out[NORMRT_ARG_GRAD_WEIGHT] = layer->gradWeight.get();
+  bound.out[NORMRT_ARG_GRAD_BIAS] = layer->gradBias.get();
+  halide_buffer_t *paramLike = layer->gradWeight.get();
   if (dweight) {
-    if (dwb.bindVector(dweight->data, dweight->device, d->param_dtype, g.c))
+    if (dwb.bindParams(dweight->data, dweight->device, d->param_dtype,
+                       paramLike))
       return 1;
-    dwBuffer = dwb.get();
+    bound.out[NORMRT_ARG_GRAD_WEIGHT] = dwb.get();
   }
   if (dbias) {
-    if (dbb.bindVector(dbias->data, dbias->device, d->param_dtype, g.c))
+    if (dbb.bindParams(dbias->data, dbias->device, d->param_dtype, paramLike))
       return 1;
-    dbBuffer = dbb.get();
+    bound.out[NORMRT_ARG_GRAD_BIAS] = dbb.get();
   }
-  std::vector<void *> args = {xb.get(), dyb.get()};
-  if (batchStats)
-    args.insert(args.end(), {layer->saveMean.get(), layer->saveInvstd.get()});
-  else
-    args.insert(args.end(),
-                {layer->runningMean.get(), layer->runningVar.get()});
-  if (d->affine)
-    args.push_back(layer->weight.get());
-  args.insert(args.end(), {dxb.get(), dwBuffer, dbBuffer});
+  bound.in[NORMRT_ARG_X] = xb.get();
+  bound.in[NORMRT_ARG_RESIDUAL] = z ? zb.get() : nullptr;
+  bound.in[NORMRT_ARG_GRAD_OUTPUT] = dyb.get();
+  bound.in[NORMRT_ARG_SAVE_MEAN] = layer->saveMean.get();
+  bound.in[NORMRT_ARG_SAVE_INVSTD] = layer->saveInvstd.get();
+  bound.in[NORMRT_ARG_RUNNING_MEAN] = layer->runningMean.get();
+  bound.in[NORMRT_ARG_RUNNING_VAR] = layer->runningVar.get();
+  bound.in[NORMRT_ARG_WEIGHT] = layer->weight.get();
+  bound.in[NORMRT_ARG_BIAS] = layer->bias.get();
+  bound.out[NORMRT_ARG_GRAD_INPUT] = dxb.get();
+  bound.out[NORMRT_ARG_GRAD_RESIDUAL] = d->residual ? dzb.get() : nullptr;
   if (callKernel(layer, batchStats ? NORMRT_KERNEL_BACKWARD
                                    : NORMRT_KERNEL_BACKWARD_EVAL,
-                 args))
+                 bound))
     return 1;
-  if (dxb.finish() || (dweight && dwb.finish()) || (dbias && dbb.finish()))
+  if (dxb.finish() || (d->residual && dzb.finish()) ||
+      (dweight && dwb.finish()) || (dbias && dbb.finish()))
     return 1;
   succeed();
   return 0;
+}
+
+int normrt_layer_backward(normrt_layer *layer, const normrt_tensor *x,
+                          const normrt_tensor *dy, normrt_tensor *dx,
+                          normrt_tensor *dweight, normrt_tensor *dbias) {
+  if (!layer)
+    return fail("normrt_layer_backward: layer must not be NULL");
+  normrt_backward_args args = {x, nullptr, dy, dx, nullptr, dweight, dbias};
+  return normrt_layer_backward_args(layer, &args);
 }
 
 int normrt_layer_state(normrt_layer *layer, const char *name,
@@ -1137,33 +1302,39 @@ int normrt_layer_state(normrt_layer *layer, const char *name,
   if (!layer || !name || !view)
     return fail("normrt_layer_state: layer, name and view must not be NULL");
   const normrt_layer_desc *d = layer->desc;
-  StateBuffer *storage = nullptr;
-  bool counter = false;
-  if (!std::strcmp(name, "weight") || !std::strcmp(name, "bias")) {
-    if (!d->affine)
-      return fail("layer '%s' has affine=False: it has no %s", d->name, name);
-    storage = name[0] == 'w' ? &layer->weight : &layer->bias;
-  } else if (!std::strcmp(name, "running_mean") ||
-             !std::strcmp(name, "running_var") ||
-             !std::strcmp(name, "num_batches_tracked")) {
-    if (!d->track_running_stats)
-      return fail("layer '%s' has track_running_stats=False: it has no %s",
-                  d->name, name);
-    if (!std::strcmp(name, "num_batches_tracked")) {
-      counter = true;
-      storage = &layer->counter;
-    } else {
-      storage = name[8] == 'm' ? &layer->runningMean : &layer->runningVar;
-    }
-  } else if (!std::strcmp(name, "save_mean")) {
-    storage = &layer->saveMean;
-  } else if (!std::strcmp(name, "save_invstd")) {
-    storage = &layer->saveInvstd;
-  } else {
+  // Each state: its storage, and what the layer must have for it.
+  struct Entry {
+    const char *name;
+    StateBuffer *storage;
+    bool present;
+    const char *missing; ///< why a layer lacks it
+  };
+  bool centered =
+      layer->kind->statistic == normrt::kinds::Statistic::MeanVar;
+  const Entry entries[] = {
+      {"weight", &layer->weight, bool(d->affine), "affine=False"},
+      {"bias", &layer->bias, d->affine && d->bias,
+       d->affine ? "no bias" : "affine=False"},
+      {"running_mean", &layer->runningMean, bool(d->track_running_stats),
+       "track_running_stats=False"},
+      {"running_var", &layer->runningVar, bool(d->track_running_stats),
+       "track_running_stats=False"},
+      {"num_batches_tracked", &layer->counter, bool(d->track_running_stats),
+       "track_running_stats=False"},
+      {"save_mean", &layer->saveMean, centered, "no mean (RMSNorm)"},
+      {"save_invstd", &layer->saveInvstd, true, ""},
+  };
+  const Entry *entry = nullptr;
+  for (const Entry &e : entries)
+    if (!std::strcmp(name, e.name))
+      entry = &e;
+  if (!entry)
     return fail("unknown state '%s'; expected weight, bias, running_mean, "
                 "running_var, num_batches_tracked, save_mean or save_invstd",
                 name);
-  }
+  if (!entry->present)
+    return fail("layer '%s' has %s: it has no %s", d->name, entry->missing,
+                name);
   if (layer->onDevice() && !layer->hostViews) {
     // From now on the host copies are kept current (markStateHostDirty,
     // commit); bring them up to date once.
@@ -1173,16 +1344,25 @@ int normrt_layer_state(normrt_layer *layer, const char *name,
         return 1;
     layer->hostViews = true;
   }
+  StateBuffer *storage = entry->storage;
   std::memset(view, 0, sizeof(*view));
   view->device = 0;
   view->data = storage->host.data();
-  if (counter) {
+  if (storage == &layer->counter) {
     view->ndim = 0;
     view->dtype = NORMRT_INT64;
   } else {
-    view->ndim = 1;
-    view->shape[0] = layer->channels;
-    view->strides[0] = 1;
+    std::vector<int64_t> shape = {int64_t(storage->host.size() /
+                                          dtypeSize(d->param_dtype))};
+    if (storage == &layer->weight || storage == &layer->bias)
+      shape = paramShape(layer);
+    view->ndim = int32_t(shape.size());
+    int64_t stride = 1;
+    for (int32_t i = view->ndim - 1; i >= 0; --i) {
+      view->shape[i] = shape[i];
+      view->strides[i] = stride;
+      stride *= shape[i];
+    }
     view->dtype = normrt_dtype(d->param_dtype);
   }
   succeed();

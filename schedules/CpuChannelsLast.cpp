@@ -60,7 +60,7 @@ void scheduleCpuChannelsLast(KernelStages &k, const Target &target) {
   Var s = k.s, c = k.c, n = k.n;
 
   for (auto &reduction : k.reductions)
-    scheduleReduction(reduction.first, reduction.second, k, V);
+    scheduleReduction(reduction.f, reduction.r, k, V);
   scheduleChannelStagesAtRoot(k, V);
 
   for (Func f : k.tensorOutputs) {

@@ -106,9 +106,9 @@ static void scheduleBlocked(KernelStages &k, int V) {
     stage.specialize(k.spatial >= V)
         .vectorize(s, V, TailStrategy::ShiftInwards);
   for (auto &reduction : k.reductions) {
-    Func f = reduction.first;
+    Func f = reduction.f;
     f.compute_at(out, c);
-    scheduleLanesPerImage(f, reduction.second, k, V, imagesPerChannelTask,
+    scheduleLanesPerImage(f, reduction.r, k, V, imagesPerChannelTask,
                           fewChannels);
   }
   for (Func f : k.channelFuncs)
@@ -128,14 +128,14 @@ void scheduleCpuPlanar(KernelStages &k, const Target &target) {
   // (2.90x vs 2.86x) and slower on 32x256x14x14 (5.6x vs 4.2x): a channel's
   // x and dy slabs together outgrow the L2. So only train forward is
   // blocked.
-  if (k.blockChannels && k.kernel == "forward_train" &&
+  if (k.plan.longRows && k.reducesThenWrites &&
       k.tensorOutputs.size() == 1) {
     scheduleBlocked(k, V);
     return;
   }
 
   for (auto &reduction : k.reductions)
-    scheduleReduction(reduction.first, reduction.second, k, V);
+    scheduleReduction(reduction.f, reduction.r, k, V);
 
   scheduleChannelStagesAtRoot(k, V);
 

@@ -152,13 +152,13 @@ void scheduleGpuCuda(KernelStages &k, const Target &target) {
   Var s = k.s, c = k.c, n = k.n;
   // Contiguous layers with a spatial extent (2d, 3d) are reduced along s;
   // channels-last and BatchNorm1d layers across channels.
-  bool alongSpatial = !k.channelsLast && k.blockChannels;
+  bool alongSpatial = k.plan.unitStrideReduced() && k.plan.longRows;
 
   for (auto &reduction : k.reductions) {
     if (alongSpatial)
-      reduceAlongSpatial(reduction.first, reduction.second, k);
+      reduceAlongSpatial(reduction.f, reduction.r, k);
     else
-      reduceAcrossChannels(reduction.first, reduction.second, k);
+      reduceAcrossChannels(reduction.f, reduction.r, k);
   }
 
   Var so("so"), si("si"), co("co"), ci("ci");
@@ -180,7 +180,9 @@ void scheduleGpuCuda(KernelStages &k, const Target &target) {
   // kernel for its own channels, unless a reduction reads them too (then
   // they stay inline: a load or two per element, from cache).
   for (Func f : k.channelFuncs) {
-    if (k.tensorOutputs.empty()) {
+    // With two tensor outputs (grad_input and grad_residual) both read
+    // them: computed once at root.
+    if (k.tensorOutputs.size() != 1) {
       f.compute_root().gpu_tile(c, co, ci, kWarp, TailStrategy::GuardWithIf);
     } else if (!isReadByReductions(k, f)) {
       f.compute_at(k.tensorOutputs.front(), so);
@@ -191,6 +193,8 @@ void scheduleGpuCuda(KernelStages &k, const Target &target) {
   for (Func f : k.channelOutputs)
     f.compute_root().gpu_tile(c, co, ci, 2 * kWarp,
                               TailStrategy::GuardWithIf);
+  for (Func f : k.paramFuncs)
+    f.compute_root().gpu_tile(c, co, ci, kWarp, TailStrategy::GuardWithIf);
   for (Func f : k.scalarOutputs)
     f.compute_root().gpu_single_thread();
 }

@@ -2,14 +2,19 @@
 //
 // This file declares the small struct through which a kernel's algorithm
 // (compiler/KernelAlgorithms.cpp, math only) hands its Funcs to a schedule.
-// Schedules see Halide and this struct, nothing of the compiler.
+// Schedules see Halide, this struct and the kernel's reduction plan
+// (normrt/kinds.h), nothing of the compiler, and key on the plan, never on
+// the kind of layer or of kernel.
 //
 // Conventions every algorithm follows:
-//  - tensors are 3-D [s, c, n]: s the flattened spatial position (innermost,
-//    stride 1), c the channel, n the batch index;
-//  - a per-channel reduction is f(c) = 0; f(c) += g(r.x, c, r.y) over
-//    r = [0, spatial) x [0, batch), possibly Tuple-valued;
-//  - per-channel Funcs are f(c) on [0, channels).
+//  - tensors have the plan's axes of [s, k, c, n] in that order (BatchNorm:
+//    [s, c, n]), with the layout's stride-1 axis (plan.unitStride());
+//  - a statistics reduction is f(kept axes) = 0; f(kept) += g(...) over an
+//    RDom of the reduced axes, innermost in memory first (BatchNorm: r.x = s,
+//    r.y = n), possibly Tuple-valued; a parameter-gradient reduction is
+//    indexed by the parameter axes and reduces the others;
+//  - per-statistic Funcs are indexed by the kept axes, per-parameter ones by
+//    the parameter axes (the same axes for BatchNorm: the channel).
 //
 //===----------------------------------------------------------------------===//
 
@@ -17,6 +22,7 @@
 #define NORMC_SCHEDULES_KERNELSTAGES_H
 
 #include "Halide.h"
+#include "runtime/include/normrt/kinds.h"
 
 #include <string>
 #include <utility>
@@ -25,29 +31,78 @@
 namespace normc {
 namespace schedules {
 
-struct KernelStages {
-  std::string kernel; ///< forward_train, update_stats, ...
-  Halide::Var s{"s"}, c{"c"}, n{"n"};
-  Halide::Expr spatial, channels, batch; ///< extents of the input tensor
-  Halide::Type ioType;                   ///< element type of x and y
-  bool channelsLast = false;             ///< c, not s, is the stride-1 axis
-  /// Layers whose spatial extent is usually a vector or more (2d, 3d): the
-  /// schedule may work channel by channel.
-  bool blockChannels = false;
+/// One reduction of a kernel, with the axes its Func is indexed by.
+struct Reduction {
+  Halide::Func f;
+  Halide::RDom r;
+  std::vector<Halide::Var> vars; ///< the Func's arguments
+  /// Reduces for the parameter gradients (over the non-parameter axes), not
+  /// for the statistics.
+  bool overParams = false;
+};
 
-  /// Per-channel reductions over (s, n), each with its RDom.
-  std::vector<std::pair<Halide::Func, Halide::RDom>> reductions;
-  /// Small per-channel intermediates (mean, scale, shift) read per element.
+struct KernelStages {
+  normrt::kinds::ReductionPlan plan;
+  Halide::Var s{"s"}, k{"k"}, c{"c"}, n{"n"};
+  /// Extents of the tensor view's axes (1 for axes the plan lacks).
+  Halide::Expr spatial, groupSize, channels, batch;
+  Halide::Type ioType; ///< element type of x and y
+  bool channelsLast = false; ///< the unit-stride axis is k or c, not s
+  /// The kernel reduces and then writes a tensor from the statistics (train
+  /// forward): a schedule may compute both per statistic group.
+  bool reducesThenWrites = false;
+
+  /// Reductions; for per-channel plans (BatchNorm) f(c) over r = (s, n).
+  std::vector<Reduction> reductions;
+  /// Small per-statistic intermediates (mean, scale, ...) read per element.
   std::vector<Halide::Func> channelFuncs;
+  /// Small per-parameter intermediates (weight and bias in the arithmetic
+  /// type) where parameters are not indexed by the statistics' axes.
+  std::vector<Halide::Func> paramFuncs;
   /// The channelFuncs that the reductions read as well (the shift of the
   /// shifted sums, the mean in backward).
   std::vector<Halide::Func> reductionInputs;
-  /// Per-channel outputs: save_mean, save_invstd, dweight, ...
+  /// Per-statistic or per-parameter outputs: save_mean, grad_weight, ...
   std::vector<Halide::Func> channelOutputs;
-  /// Tensor outputs y(s, c, n) or dx(s, c, n).
+  /// Tensor outputs y, grad_input, grad_residual.
   std::vector<Halide::Func> tensorOutputs;
   /// 0-D outputs (the batch counter).
   std::vector<Halide::Func> scalarOutputs;
+
+  /// The Var of a view axis.
+  Halide::Var var(normrt::kinds::Axis a) const {
+    switch (a) {
+    case normrt::kinds::S:
+      return s;
+    case normrt::kinds::K:
+      return k;
+    case normrt::kinds::C:
+      return c;
+    default:
+      return n;
+    }
+  }
+  /// The extent of a view axis.
+  Halide::Expr extent(normrt::kinds::Axis a) const {
+    switch (a) {
+    case normrt::kinds::S:
+      return spatial;
+    case normrt::kinds::K:
+      return groupSize;
+    case normrt::kinds::C:
+      return channels;
+    default:
+      return batch;
+    }
+  }
+  /// Per-channel plans: statistics and parameters indexed by c alone, the
+  /// shape the BatchNorm schedules (CpuPlanar, CpuChannelsLast, GpuCuda)
+  /// are written for.
+  bool perChannel() const {
+    return plan.has[normrt::kinds::C] && plan.kept(normrt::kinds::C) &&
+           !plan.kept(normrt::kinds::N) && !plan.has[normrt::kinds::K] &&
+           plan.paramsAreStatGroups();
+  }
 };
 
 /// Values a parallel task should have at least. Tasks of one small image
@@ -82,6 +137,13 @@ void scheduleGpuCuda(KernelStages &stages, const Halide::Target &target);
 /// vectorized across channels: the same in every CPU schedule that does not
 /// block by channel.
 void scheduleChannelStagesAtRoot(KernelStages &stages, int vectorSize);
+
+/// CPU schedule for plans whose statistics are per instance (InstanceNorm,
+/// GroupNorm, LayerNorm, RMSNorm), either layout. CpuInstance.cpp.
+void scheduleCpuInstance(KernelStages &stages, const Halide::Target &target);
+
+/// GPU schedule for plans whose statistics are per instance. GpuInstance.cpp.
+void scheduleGpuInstance(KernelStages &stages, const Halide::Target &target);
 
 /// Picks the schedule for `target`; reports an error for targets that have no
 /// schedule yet (returns false and sets `error`).

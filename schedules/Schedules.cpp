@@ -13,6 +13,8 @@ namespace schedules {
 void scheduleChannelStagesAtRoot(KernelStages &k, int V) {
   for (Halide::Func f : k.channelFuncs)
     f.compute_root().vectorize(k.c, V, Halide::TailStrategy::GuardWithIf);
+  for (Halide::Func f : k.paramFuncs)
+    f.compute_root().vectorize(k.c, V, Halide::TailStrategy::GuardWithIf);
   for (Halide::Func f : k.channelOutputs)
     f.vectorize(k.c, V, Halide::TailStrategy::GuardWithIf);
 }
@@ -28,10 +30,15 @@ bool applySchedule(KernelStages &stages, const Halide::Target &target,
               "OpenCL (host-opencl-cl_doubles) and CPU targets";
       return false;
     }
-    scheduleGpuCuda(stages, target);
+    if (stages.perChannel())
+      scheduleGpuCuda(stages, target);
+    else
+      scheduleGpuInstance(stages, target);
     return true;
   }
-  if (stages.channelsLast)
+  if (!stages.perChannel())
+    scheduleCpuInstance(stages, target);
+  else if (stages.channelsLast)
     scheduleCpuChannelsLast(stages, target);
   else
     scheduleCpuPlanar(stages, target);

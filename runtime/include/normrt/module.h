@@ -7,22 +7,33 @@
  * Kernel arguments (Halide `_argv` calling convention: buffers as
  * halide_buffer_t*, scalars by address). Every kernel takes Halide's user
  * context first (args[0] points at a void *): the runtime passes its layer,
- * which the CUDA hooks use to pick the layer's context and stream. Tensors are 3-D Halide buffers
- * [spatial, channel, batch] with the spatial dims flattened: strides
- * [1, S, C*S] for contiguous layers, [C, 1, C*S] for channels-last ones.
- * Per-channel vectors are 1-D of extent C in the parameter type (f32 for
- * f16/bf16 layers); the counter is a 0-D int64 buffer. [w, b] only for
- * affine layers. GPU kernels (device != NORMRT_DEVICE_HOST) take bf16 tensors as uint16
- * buffers of the same bits.
- *   forward_train: x, [w, b]                         -> y, save_mean, save_invstd, batch_var
- *   update_stats:  batch_mean, batch_var, running_mean, running_var, counter,
- *                  count (int64 scalar, n = N*prod(spatial))
- *                                                    -> running_mean', running_var', counter'
- *   forward_eval:  x, running_mean, running_var, [w, b] -> y
- *   backward:      x, dy, save_mean, save_invstd, [w]     -> dx, dweight, dbias
- *   backward_eval: x, dy, running_mean, running_var, [w]  -> dx, dweight, dbias
- * Non-affine layers' backward kernels still write dweight and dbias (the
- * reductions dx needs); the runtime hands them scratch space.
+ * which the CUDA hooks use to pick the layer's context and stream. The rest
+ * of a kernel's arguments are listed, in call order, by the layer's
+ * signature for that kernel: one normrt_arg_role each, with
+ * NORMRT_ARG_OUTPUT set on the kernel's outputs. normc writes the signatures
+ * from the kernels it builds; normrt and normc-bench bind arguments by role.
+ *
+ * Buffer shapes follow the layer kind's view [s, k, c, n] (normrt/kinds.h):
+ * tensors have the view's axes in that order (BatchNorm: [s, c, n]; GroupNorm:
+ * [s, k, c, n]; LayerNorm: [k, n]) with the strides of the layer's layout;
+ * weight, bias and their gradients have the axes that index them (GroupNorm:
+ * [k, c], a flat vector of C values); save_mean, save_invstd and batch_var
+ * have the axes the statistics keep (BatchNorm: [c]; InstanceNorm and
+ * GroupNorm: [c, n]; LayerNorm: [n]); running statistics are [c]; the
+ * counter is a 0-D int64 buffer and `count` an int64 scalar (values per
+ * statistic). Parameters and statistics are in the parameter type (f32 for
+ * f16/bf16 layers). GPU kernels (device != NORMRT_DEVICE_HOST) take bf16
+ * tensors as uint16 buffers of the same bits.
+ *   forward_train: x, [residual], [weight, bias]
+ *                  -> y, [save_mean], save_invstd, [batch_var]
+ *   update_stats:  save_mean, batch_var, running_mean, running_var,
+ *                  [num_batches_tracked], count
+ *                  -> running_mean', running_var', [num_batches_tracked']
+ *   forward_eval:  x, [residual], running_mean, running_var, [weight, bias] -> y
+ *   backward:      x, [residual], grad_output, [save_mean], save_invstd,
+ *                  [weight, bias] -> grad_input, [grad_residual],
+ *                  [grad_weight, grad_bias]
+ *   backward_eval: as backward with running_mean, running_var.
 \*===----------------------------------------------------------------------===*/
 
 #ifndef NORMRT_MODULE_H
@@ -37,7 +48,7 @@
 extern "C" {
 #endif
 
-#define NORMRT_MODULE_ABI_VERSION 5
+#define NORMRT_MODULE_ABI_VERSION 6
 
 typedef enum {
   NORMRT_KERNEL_FORWARD_TRAIN = 0,
@@ -49,6 +60,50 @@ typedef enum {
 } normrt_kernel_kind;
 
 typedef int (*normrt_kernel_fn)(void **args);
+
+/* What a kernel argument is (the Halide argument names in quotes). */
+typedef enum {
+  NORMRT_ARG_X = 0,                /* "x" */
+  NORMRT_ARG_RESIDUAL = 1,         /* "residual" */
+  NORMRT_ARG_GRAD_OUTPUT = 2,      /* "grad_output" */
+  NORMRT_ARG_WEIGHT = 3,           /* "weight" */
+  NORMRT_ARG_BIAS = 4,             /* "bias" */
+  NORMRT_ARG_RUNNING_MEAN = 5,     /* "running_mean" */
+  NORMRT_ARG_RUNNING_VAR = 6,      /* "running_var" */
+  NORMRT_ARG_NUM_BATCHES_TRACKED = 7, /* "num_batches_tracked" */
+  NORMRT_ARG_SAVE_MEAN = 8,        /* "save_mean" */
+  NORMRT_ARG_SAVE_INVSTD = 9,      /* "save_invstd" */
+  NORMRT_ARG_BATCH_VAR = 10,       /* "batch_var" */
+  NORMRT_ARG_COUNT = 11,           /* "count", an int64 scalar */
+  NORMRT_ARG_Y = 12,               /* "y" */
+  NORMRT_ARG_GRAD_INPUT = 13,      /* "grad_input" */
+  NORMRT_ARG_GRAD_RESIDUAL = 14,   /* "grad_residual" */
+  NORMRT_ARG_GRAD_WEIGHT = 15,     /* "grad_weight" */
+  NORMRT_ARG_GRAD_BIAS = 16,       /* "grad_bias" */
+  NORMRT_ARG_ROLE_COUNT = 17
+} normrt_arg_role;
+/* Set on a signature entry that the kernel writes. */
+#define NORMRT_ARG_OUTPUT 0x100
+
+/* The Halide argument name of a role (outputs that share an input's name,
+ * like update_stats' running_mean, are that name with "_out"). */
+static inline const char *normrt_arg_role_name(int32_t role) {
+  static const char *const names[NORMRT_ARG_ROLE_COUNT] = {
+      "x",         "residual",    "grad_output", "weight",
+      "bias",      "running_mean", "running_var", "num_batches_tracked",
+      "save_mean", "save_invstd", "batch_var",   "count",
+      "y",         "grad_input",  "grad_residual", "grad_weight",
+      "grad_bias"};
+  role &= ~NORMRT_ARG_OUTPUT;
+  return role >= 0 && role < NORMRT_ARG_ROLE_COUNT ? names[role] : "?";
+}
+
+/* The arguments of one kernel, after the user context. */
+typedef struct normrt_kernel_signature {
+  const int32_t *args; /* normrt_arg_role, | NORMRT_ARG_OUTPUT for outputs */
+  int32_t num_args;
+  int32_t reserved;
+} normrt_kernel_signature;
 
 /* Where a layer's kernels run (normrt_layer_desc::device). */
 typedef enum {
@@ -70,17 +125,23 @@ typedef struct normrt_kernel_variant {
 } normrt_kernel_variant;
 
 /* Field order keeps every member naturally aligned without padding surprises:
- * pointers, then 8-byte scalars, then 4-byte ones. */
+ * pointers, then 8-byte scalars, then 4-byte ones. normc mirrors this struct
+ * field by field (compiler/LayerTable.cpp, checked at compile time). */
 typedef struct normrt_layer_desc {
   const char *name;          /* layer name in the spec */
   const char *target;        /* target label */
   const char *target_string; /* the label's Halide target string(s), resolved */
-  const char *kind;          /* "BatchNorm1d" ... */
+  const char *kind;          /* a kind of normrt/kinds.h: "BatchNorm2d" ... */
   const normrt_kernel_variant *variants; /* num_variants of them, best first */
-  int64_t num_features;
+  /* NORMRT_KERNEL_COUNT signatures, by normrt_kernel_kind; num_args 0 for
+   * kernels the layer does not have. */
+  const normrt_kernel_signature *signatures;
+  const int64_t *normalized_shape; /* LayerNorm, RMSNorm; else NULL */
+  int64_t num_features; /* channels, or elements of normalized_shape */
+  int64_t num_groups;   /* GroupNorm; else 0 */
   double eps;
   double momentum;
-  int32_t spatial_rank;
+  int32_t spatial_rank; /* 1-3; -1 any (GroupNorm); 0 LayerNorm, RMSNorm */
   int32_t momentum_is_none;
   int32_t affine;
   int32_t track_running_stats;
@@ -89,6 +150,11 @@ typedef struct normrt_layer_desc {
   int32_t device;      /* normrt_device_kind */
   int32_t layout;      /* 0 contiguous (NCHW...), 1 channels-last (NHWC...) */
   int32_t num_variants;
+  int32_t normalized_ndim; /* dimensions of normalized_shape */
+  int32_t bias;            /* the affine form has a bias */
+  int32_t activation;      /* 0 none, 1 relu, 2 silu */
+  int32_t residual;        /* takes a residual input */
+  int32_t reserved;
 } normrt_layer_desc;
 
 struct halide_buffer_t;

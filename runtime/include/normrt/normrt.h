@@ -4,7 +4,10 @@
  * compiles. A layer is created by the name it has in a .norm spec and the
  * label of one of the spec's targets, from the modules linked into the
  * program (or loaded with dlopen); it owns its parameters and statistics and
- * calls the generated kernels. Semantics are torch.nn.BatchNorm{1,2,3}d's.
+ * calls the generated kernels. Semantics are those of the torch.nn class of
+ * the layer's kind (BatchNorm*d, InstanceNorm*d, GroupNorm, LayerNorm,
+ * RMSNorm), with the epilogue y = activation(norm(x) + residual) where the
+ * spec asks for one.
  *
  * Every call that can fail returns 0 on success and non-zero on failure; the
  * message of the last failure on the calling thread is normrt_last_error().
@@ -55,7 +58,7 @@ void normrt_layer_destroy(normrt_layer *);
 /* Like module.train() (training != 0) and module.eval() (training == 0). */
 int normrt_layer_set_training(normrt_layer *, int training);
 
-/* y = BatchNorm(x). In training mode (or in eval mode without running
+/* y = norm(x) (layers without a residual). In training mode (or in eval mode without running
  * statistics) normalizes with batch statistics and saves save_mean and
  * save_invstd; in training mode with running statistics it also updates
  * running_mean, running_var and num_batches_tracked. y must have x's shape
@@ -72,9 +75,39 @@ int normrt_layer_forward(normrt_layer *, const normrt_tensor *x, normrt_tensor *
 int normrt_layer_backward(normrt_layer *, const normrt_tensor *x, const normrt_tensor *dy,
                           normrt_tensor *dx, normrt_tensor *dweight, normrt_tensor *dbias);
 
+/* The tensors of one forward: input (x), residual (z; layers with
+ * residual=true, else NULL) and output (y). */
+typedef struct {
+  const normrt_tensor *input;
+  const normrt_tensor *residual;
+  normrt_tensor *output;
+} normrt_forward_args;
+/* y = activation(norm(x) + residual); like normrt_layer_forward otherwise. */
+int normrt_layer_forward_args(normrt_layer *, const normrt_forward_args *args);
+
+/* The tensors of one backward. grad_residual (dz, the gradient of the
+ * residual) is written for layers with residual=true when not NULL; weight
+ * and bias gradients as in normrt_layer_backward. The backward recomputes
+ * the activation's input from x, the residual and the saved statistics. */
+typedef struct {
+  const normrt_tensor *input;
+  const normrt_tensor *residual;
+  const normrt_tensor *grad_output;
+  normrt_tensor *grad_input;
+  normrt_tensor *grad_residual;
+  normrt_tensor *grad_weight;
+  normrt_tensor *grad_bias;
+} normrt_backward_args;
+int normrt_layer_backward_args(normrt_layer *, const normrt_backward_args *args);
+
 /* "weight" "bias" "running_mean" "running_var" "num_batches_tracked"
  * "save_mean" "save_invstd": a view into the layer's own storage, readable and
- * writable, valid until the layer is destroyed. */
+ * writable. Weight and bias have the parameters' shape (normalized_shape for
+ * LayerNorm and RMSNorm, [num_features] otherwise); save_mean and save_invstd
+ * hold the last batch-statistics forward's statistics, flat ((N, C) for
+ * InstanceNorm, (N, G) for GroupNorm, the rows for LayerNorm), and are valid
+ * until a forward with another number of statistics; the others are valid
+ * until the layer is destroyed. */
 int normrt_layer_state(normrt_layer *, const char *name, normrt_tensor *view);
 
 /* Thread-local message of the last failing call on this thread ("" if none). */
@@ -104,8 +137,8 @@ int normrt_layer_set_cuda_stream(normrt_layer *layer, void *context,
 typedef struct {
   const char *name;
   const char *target;
-  const char *kind;       /* "BatchNorm2d" */
-  int32_t spatial_rank;   /* 1, 2, 3 */
+  const char *kind;       /* "BatchNorm2d", "LayerNorm", ... */
+  int32_t spatial_rank;   /* 1, 2, 3; -1 any (GroupNorm); 0 LayerNorm, RMSNorm */
   int64_t num_features;
   double eps;
   double momentum;        /* meaningless when momentum_is_none */
@@ -120,6 +153,12 @@ typedef struct {
   /* The Halide target of the kernels this CPU runs: of a label with a list
    * of CPU targets, the best one whose CPU features this machine has. */
   const char *target_string;
+  int64_t num_groups;       /* GroupNorm */
+  int32_t normalized_ndim;  /* LayerNorm, RMSNorm: dims of normalized_shape */
+  int64_t normalized_shape[NORMRT_MAX_DIMS];
+  int32_t bias;             /* the affine form has a bias */
+  int32_t activation;       /* 0 none, 1 relu, 2 silu */
+  int32_t residual;         /* forward takes a residual */
 } normrt_layer_info;
 int normrt_layer_get_info(const normrt_layer *, normrt_layer_info *info);
 

@@ -23,6 +23,7 @@
 #include "compiler/KernelAlgorithms.h"
 #include "runtime/include/normrt/module.h"
 
+#include "llvm/Support/ErrorHandling.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -794,6 +795,63 @@ int32_t roleOf(const std::string &name, bool output) {
 
 } // namespace
 
+std::vector<int32_t> kernelSignature(const KernelConfig &cfg) {
+  constexpr int32_t OUT = NORMRT_ARG_OUTPUT;
+  bool bias = cfg.affine && cfg.bias;
+  bool centered = cfg.plan.centered();
+  std::vector<int32_t> sig;
+  auto add = [&](bool when, std::initializer_list<int32_t> roles) {
+    if (when)
+      sig.insert(sig.end(), roles);
+  };
+  switch (cfg.kind) {
+  case KernelKind::ForwardTrain:
+    add(true, {NORMRT_ARG_X});
+    add(cfg.residual, {NORMRT_ARG_RESIDUAL});
+    add(cfg.affine, {NORMRT_ARG_WEIGHT});
+    add(bias, {NORMRT_ARG_BIAS});
+    add(true, {NORMRT_ARG_Y | OUT});
+    add(centered, {NORMRT_ARG_SAVE_MEAN | OUT});
+    add(true, {NORMRT_ARG_SAVE_INVSTD | OUT});
+    add(cfg.trackRunning, {NORMRT_ARG_BATCH_VAR | OUT});
+    break;
+  case KernelKind::UpdateStats:
+    add(true, {NORMRT_ARG_SAVE_MEAN, NORMRT_ARG_BATCH_VAR,
+               NORMRT_ARG_RUNNING_MEAN, NORMRT_ARG_RUNNING_VAR});
+    add(cfg.countsBatches, {NORMRT_ARG_NUM_BATCHES_TRACKED});
+    add(true, {NORMRT_ARG_COUNT, NORMRT_ARG_RUNNING_MEAN | OUT,
+               NORMRT_ARG_RUNNING_VAR | OUT});
+    add(cfg.countsBatches, {NORMRT_ARG_NUM_BATCHES_TRACKED | OUT});
+    break;
+  case KernelKind::ForwardEval:
+    add(true, {NORMRT_ARG_X});
+    add(cfg.residual, {NORMRT_ARG_RESIDUAL});
+    add(true, {NORMRT_ARG_RUNNING_MEAN, NORMRT_ARG_RUNNING_VAR});
+    add(cfg.affine, {NORMRT_ARG_WEIGHT});
+    add(bias, {NORMRT_ARG_BIAS});
+    add(true, {NORMRT_ARG_Y | OUT});
+    break;
+  case KernelKind::Backward:
+  case KernelKind::BackwardEval: {
+    bool eval = cfg.kind == KernelKind::BackwardEval;
+    add(true, {NORMRT_ARG_X});
+    add(cfg.residual, {NORMRT_ARG_RESIDUAL});
+    add(true, {NORMRT_ARG_GRAD_OUTPUT});
+    add(eval, {NORMRT_ARG_RUNNING_MEAN, NORMRT_ARG_RUNNING_VAR});
+    add(!eval && centered, {NORMRT_ARG_SAVE_MEAN});
+    add(!eval, {NORMRT_ARG_SAVE_INVSTD});
+    add(cfg.affine, {NORMRT_ARG_WEIGHT});
+    add(bias && cfg.activation != Activation::None, {NORMRT_ARG_BIAS});
+    add(true, {NORMRT_ARG_GRAD_INPUT | OUT});
+    add(cfg.residual, {NORMRT_ARG_GRAD_RESIDUAL | OUT});
+    add(cfg.affine, {NORMRT_ARG_GRAD_WEIGHT | OUT});
+    add(bias, {NORMRT_ARG_GRAD_BIAS | OUT});
+    break;
+  }
+  }
+  return sig;
+}
+
 KernelAlgorithm buildKernelAlgorithm(const KernelConfig &cfg) {
   KernelAlgorithm a;
   switch (cfg.kind) {
@@ -820,10 +878,34 @@ KernelAlgorithm buildKernelAlgorithm(const KernelConfig &cfg) {
   a.stages.channelsLast = a.stages.plan.unitStride() != S;
   if (a.stages.ioType.bits() == 0)
     a.stages.ioType = cfg.ioType;
-  for (const Argument &arg : a.inputs)
-    a.roles.push_back(roleOf(arg.name, false));
-  for (Func f : a.outputs)
-    a.roles.push_back(roleOf(f.name(), true));
+  // The arguments in the order of the kernel's signature, which normrt
+  // and normc-bench read from the layer table.
+  a.roles = kernelSignature(cfg);
+  std::vector<Argument> inputs;
+  std::vector<Func> outputs;
+  for (int32_t role : a.roles) {
+    bool found = false;
+    if (role & NORMRT_ARG_OUTPUT) {
+      for (Func f : a.outputs)
+        if (roleOf(f.name(), true) == role)
+          outputs.push_back(f), found = true;
+    } else {
+      for (const Argument &arg : a.inputs)
+        if (roleOf(arg.name, false) == role)
+          inputs.push_back(arg), found = true;
+    }
+    if (!found)
+      llvm::report_fatal_error(llvm::Twine("kernel ") +
+                               norm::stringifyKernelKind(cfg.kind) +
+                               " lacks its argument " +
+                               normrt_arg_role_name(role));
+  }
+  if (inputs.size() != a.inputs.size() || outputs.size() != a.outputs.size())
+    llvm::report_fatal_error(llvm::Twine("kernel ") +
+                             norm::stringifyKernelKind(cfg.kind) +
+                             " has arguments its signature does not list");
+  a.inputs = std::move(inputs);
+  a.outputs = std::move(outputs);
   return a;
 }
 

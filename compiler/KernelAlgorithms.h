@@ -76,6 +76,12 @@ struct KernelAlgorithm {
 
 KernelAlgorithm buildKernelAlgorithm(const KernelConfig &config);
 
+/// The arguments of the kernel of `config` after the user context, in call
+/// order (normrt_arg_role, NORMRT_ARG_OUTPUT on outputs): the one definition
+/// of the calling convention, which the algorithm's arguments are ordered
+/// by and the layer table hands to normrt and normc-bench.
+std::vector<int32_t> kernelSignature(const KernelConfig &config);
+
 } // namespace normc
 
 #endif // NORMC_COMPILER_KERNELALGORITHMS_H

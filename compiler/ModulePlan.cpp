@@ -171,11 +171,7 @@ normc::makeModulePlan(ModuleOp module, const std::string &moduleName,
       kernelPlan.config = config;
       kernelPlan.target = target->second;
       kernelPlan.autoschedule = autoschedule;
-      kernelPlan.roles = buildKernelAlgorithm(config).roles;
-      for (int32_t role : kernelPlan.roles)
-        if (role < 0)
-          return makeError("kernel '" + kernel.sym_name().str() +
-                           "' has an argument without a runtime role");
+      kernelPlan.roles = kernelSignature(config);
       plan.kernels.push_back(std::move(kernelPlan));
     }
     int index = found.first->second;

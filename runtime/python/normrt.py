@@ -48,7 +48,25 @@ class LayerInfo(ctypes.Structure):
                 ("training", ctypes.c_int32),
                 ("channels_last", ctypes.c_int32),
                 ("device", ctypes.c_int32),
-                ("target_string", ctypes.c_char_p)]
+                ("target_string", ctypes.c_char_p),
+                ("num_groups", ctypes.c_int64),
+                ("normalized_ndim", ctypes.c_int32),
+                ("normalized_shape", ctypes.c_int64 * 8),
+                ("bias", ctypes.c_int32),
+                ("activation", ctypes.c_int32),
+                ("residual", ctypes.c_int32)]
+
+
+class ForwardArgs(ctypes.Structure):
+    _fields_ = [("input", ctypes.POINTER(Tensor)),
+                ("residual", ctypes.POINTER(Tensor)),
+                ("output", ctypes.POINTER(Tensor))]
+
+
+class BackwardArgs(ctypes.Structure):
+    _fields_ = [(name, ctypes.POINTER(Tensor)) for name in
+                ("input", "residual", "grad_output", "grad_input",
+                 "grad_residual", "grad_weight", "grad_bias")]
 
 
 class NormrtError(RuntimeError):
@@ -67,6 +85,10 @@ class Library:
                                              ctypes.POINTER(Tensor)]
         lib.normrt_layer_backward.argtypes = [ctypes.c_void_p] + \
             [ctypes.POINTER(Tensor)] * 5
+        lib.normrt_layer_forward_args.argtypes = [ctypes.c_void_p,
+                                                  ctypes.POINTER(ForwardArgs)]
+        lib.normrt_layer_backward_args.argtypes = [ctypes.c_void_p,
+                                                   ctypes.POINTER(BackwardArgs)]
         lib.normrt_layer_state.argtypes = [ctypes.c_void_p, ctypes.c_char_p,
                                            ctypes.POINTER(Tensor)]
         lib.normrt_layer_get_info.argtypes = [ctypes.c_void_p,
@@ -157,27 +179,41 @@ class Layer:
     def eval(self):
         self.train(False)
 
-    def forward(self, x, out=None):
+    def param_shape(self):
+        """The shape of weight and bias."""
+        if self.info.normalized_ndim:
+            return tuple(self.info.normalized_shape[i]
+                         for i in range(self.info.normalized_ndim))
+        return (self.info.num_features,)
+
+    def forward(self, x, out=None, residual=None):
         y = np.empty_like(x) if out is None else out
-        xt, yt = tensor(x), tensor(y)
-        self.library.check(self.lib.normrt_layer_forward(
-            self.handle, ctypes.byref(xt), ctypes.byref(yt)))
+        ts = [tensor(a) if a is not None else None for a in (x, residual, y)]
+        args = ForwardArgs(*[ctypes.pointer(t) if t is not None else None
+                             for t in ts])
+        self.library.check(self.lib.normrt_layer_forward_args(
+            self.handle, ctypes.byref(args)))
         return y
 
-    def backward(self, x, dy, want_params=True):
+    def backward(self, x, dy, want_params=True, residual=None):
+        """(dx, dweight, dbias), and dresidual after them for layers with a
+        residual."""
         dx = np.empty_like(x)
-        xt, dyt, dxt = tensor(x), tensor(dy), tensor(dx)
+        dz = np.empty_like(x) if self.info.residual else None
         dw = db = None
-        dwp = dbp = None
         if want_params and self.info.affine:
             pdtype = _NUMPY[self.info.param_dtype]
-            dw = np.empty(self.info.num_features, pdtype)
-            db = np.empty(self.info.num_features, pdtype)
-            dwt, dbt = tensor(dw), tensor(db)
-            dwp, dbp = ctypes.byref(dwt), ctypes.byref(dbt)
-        self.library.check(self.lib.normrt_layer_backward(
-            self.handle, ctypes.byref(xt), ctypes.byref(dyt), ctypes.byref(dxt),
-            dwp, dbp))
+            dw = np.empty(self.param_shape(), pdtype)
+            if self.info.bias:
+                db = np.empty(self.param_shape(), pdtype)
+        ts = [tensor(a) if a is not None else None
+              for a in (x, residual, dy, dx, dz, dw, db)]
+        args = BackwardArgs(*[ctypes.pointer(t) if t is not None else None
+                              for t in ts])
+        self.library.check(self.lib.normrt_layer_backward_args(
+            self.handle, ctypes.byref(args)))
+        if self.info.residual:
+            return dx, dw, db, dz
         return dx, dw, db
 
     def set_cuda_stream(self, stream, context=None):
@@ -207,10 +243,13 @@ class Layer:
         self.library.check(self.lib.normrt_layer_state(
             self.handle, name.encode(), ctypes.byref(view)))
         dtype = _NUMPY[view.dtype]
-        count = 1 if view.ndim == 0 else view.shape[0]
+        shape = tuple(view.shape[i] for i in range(view.ndim))
+        count = int(np.prod(shape)) if shape else 1
+        if count == 0:
+            return np.empty(shape, dtype)
         buffer = (ctypes.c_byte * (count * np.dtype(dtype).itemsize)).from_address(view.data)
         array = np.frombuffer(buffer, dtype=dtype, count=count)
-        return array.reshape(()) if view.ndim == 0 else array
+        return array.reshape(shape)
 
     def snapshot(self):
         """Copies of every state array the layer has, by name."""

@@ -22,6 +22,9 @@ KernelConfig config(KernelKind kind, bool affine = true) {
   c.ioType = Halide::Float(32);
   c.paramType = Halide::Float(32);
   c.affine = affine;
+  c.plan = normrt::kinds::planFor(*normrt::kinds::findKind("BatchNorm2d"),
+                                  /*channelsLast=*/false, 2);
+  c.trackRunning = true;
   return c;
 }
 

@@ -554,13 +554,14 @@ KernelAlgorithm updateStats(const KernelConfig &cfg) {
   k.batch = 1;
   k.plan = runningStatsPlan(cfg.plan);
 
-  Expr meanIn = A(batchMean(c)), varIn;
+  Expr meanIn, varIn;
   if (perInstance) {
     RDom rn(0, batchMean.dim(1).extent(), "rn");
     Expr instances = A(batchMean.dim(1).extent());
     meanIn = sum(A(batchMean(c, rn)), "mean_over_batch") / instances;
     varIn = sum(A(batchVar(c, rn)), "var_over_batch") / instances;
   } else {
+    meanIn = A(batchMean(c));
     varIn = A(batchVar(c));
   }
   Expr f = cfg.momentum ? A.constant(*cfg.momentum)

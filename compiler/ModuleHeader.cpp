@@ -39,21 +39,51 @@ std::string parameters(const PlannedKernel &kernel) {
   return text;
 }
 
+/// The layer as its kind's signature writes it (normrt/kinds.h), every
+/// argument with its value: `bn = BatchNorm2d(64, eps=1e-05, ...)`.
 std::string layerSummary(norm::LayerOp layer) {
   std::string text;
   llvm::raw_string_ostream os(text);
-  os << layer.sym_name() << " = " << layer.kind() << "("
-     << layer.num_featuresAttr().getInt()
-     << ", eps=" << llvm::format("%g", layer.eps().convertToDouble())
-     << ", momentum=";
-  if (auto m = layer.momentum())
-    os << llvm::format("%g", m->convertToDouble());
-  else
-    os << "None";
-  os << ", affine=" << (layer.affine() ? "true" : "false")
-     << ", track_running_stats="
-     << (layer.track_running_stats() ? "true" : "false")
-     << ", dtype=" << layer.dtype() << ", layout=" << layer.layout() << ")";
+  const normrt::kinds::Kind *kind = layer.getKindInfo();
+  os << layer.sym_name() << " = " << layer.kind() << "(";
+  auto boolText = [](bool b) { return b ? "true" : "false"; };
+  for (int i = 0; i < kind->numParams; ++i) {
+    llvm::StringRef name = kind->params[i].name;
+    if (i)
+      os << ", " << name << "=";
+    if (name == "num_features" || name == "num_channels")
+      os << layer.num_featuresAttr().getInt();
+    else if (name == "num_groups")
+      os << (layer.num_groups() ? int64_t(*layer.num_groups()) : 0);
+    else if (name == "normalized_shape") {
+      os << "[";
+      llvm::interleaveComma(*layer.normalized_shape(), os, [&](mlir::Attribute a) {
+        os << a.cast<mlir::IntegerAttr>().getInt();
+      });
+      os << "]";
+    } else if (name == "eps")
+      os << llvm::format("%g", layer.eps().convertToDouble());
+    else if (name == "momentum") {
+      if (auto m = layer.momentum())
+        os << llvm::format("%g", m->convertToDouble());
+      else
+        os << "None";
+    } else if (name == "affine" || name == "elementwise_affine")
+      os << boolText(layer.affine());
+    else if (name == "bias")
+      os << boolText(layer.bias());
+    else if (name == "track_running_stats")
+      os << boolText(layer.track_running_stats());
+    else if (name == "dtype")
+      os << layer.dtype();
+    else if (name == "layout")
+      os << layer.layout();
+    else if (name == "activation")
+      os << layer.activation();
+    else if (name == "residual")
+      os << boolText(layer.residual());
+  }
+  os << ")";
   return os.str();
 }
 

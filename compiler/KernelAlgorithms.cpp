@@ -343,11 +343,17 @@ struct Elementwise {
   Expr epilogue(Expr u, const Expr (&at)[kNumAxes]) const {
     if (cfg.residual)
       u = u + E(ioValue(cfg, z(select(at, present))));
+    // The activation runs in the tensor type where it is f32 or f64 (f32
+    // for f16 and bf16): its input is rounded to that once, and SiLU's exp
+    // in f64 would cost an f32 layer several times its memory time.
+    Arith T{cfg.ioType.bits() >= 32 ? cfg.ioType : Float(32)};
     switch (cfg.activation) {
     case Activation::ReLU:
       return max(u, E.constant(0));
-    case Activation::SiLU:
-      return u / (E.constant(1) + exp(-u));
+    case Activation::SiLU: {
+      Expr v = T(u);
+      return v / (T.constant(1) + exp(-v));
+    }
     default:
       return u;
     }

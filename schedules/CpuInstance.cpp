@@ -27,6 +27,11 @@ namespace schedules {
 
 namespace {
 
+/// Parallel partial sums of a reduction that keeps the stride-1 axis: enough
+/// tasks for the cores of a large machine, few enough that the partials
+/// stay small.
+constexpr int kMaxPartials = 64;
+
 bool hasVar(const std::vector<Var> &vars, const Var &v) {
   for (const Var &x : vars)
     if (x.name() == v.name())
@@ -84,8 +89,13 @@ void scheduleSum(const Reduction &red, const KernelStages &k, int V) {
     Expr rowValues = k.extent(k.plan.unitStride());
     for (int i = 0; i + 1 < r.dimensions(); ++i)
       rowValues = rowValues * r[i].extent();
+    // At most kMaxPartials groups: each has a partial of the whole kept
+    // axis (LayerNorm's 4096 weights), so one group per 16K values would
+    // make an intermediate larger than the tensor.
+    Expr rowsPerGroup = max(unitsPerTask(rowValues),
+                            (outer.extent() + kMaxPartials - 1) / kMaxPartials);
     Func partial = f.update()
-                       .split(outer, group, groupInner, unitsPerTask(rowValues),
+                       .split(outer, group, groupInner, rowsPerGroup,
                               TailStrategy::GuardWithIf)
                        .rfactor(group, task);
     partial.compute_root()

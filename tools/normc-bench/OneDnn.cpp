@@ -104,4 +104,68 @@ bool makeOneDnnKernels(const OneDnnCase &shape, OneDnnKernels &out) {
   }
 }
 
+bool makeOneDnnLayerNorm(int64_t rows, int64_t features, OneDnnKernels &out) {
+  struct LnState {
+    engine eng{engine::kind::cpu, 0};
+    stream strm{eng};
+    memory src, dst, mean, variance, scale, shift, diffDst, diffSrc,
+        diffScale, diffShift;
+    layer_normalization_forward train;
+    layer_normalization_backward back;
+  };
+  try {
+    auto s = std::make_shared<LnState>();
+    memory::desc data({rows, features}, memory::data_type::f32,
+                      memory::format_tag::ab);
+    memory::desc stat({rows}, memory::data_type::f32, memory::format_tag::a);
+    memory::desc param({features}, memory::data_type::f32,
+                       memory::format_tag::a);
+    const float eps = 1e-5f;
+    auto flags = normalization_flags::use_scale | normalization_flags::use_shift;
+    layer_normalization_forward::primitive_desc trainPd(
+        {prop_kind::forward_training, data, stat, eps, flags}, s->eng);
+    layer_normalization_backward::primitive_desc backPd(
+        {prop_kind::backward, data, data, stat, eps, flags}, s->eng, trainPd);
+    s->train = layer_normalization_forward(trainPd);
+    s->back = layer_normalization_backward(backPd);
+    s->src = filled(data, s->eng, 1.0f);
+    s->dst = filled(data, s->eng, 0.0f);
+    s->diffDst = filled(data, s->eng, 0.5f);
+    s->diffSrc = filled(data, s->eng, 0.0f);
+    s->mean = filled(stat, s->eng, 0.0f);
+    s->variance = filled(stat, s->eng, 1.0f);
+    s->scale = filled(param, s->eng, 1.0f);
+    s->shift = filled(param, s->eng, 0.0f);
+    s->diffScale = filled(param, s->eng, 0.0f);
+    s->diffShift = filled(param, s->eng, 0.0f);
+    LnState *p = s.get();
+    out.forwardTrain = [p] {
+      p->train.execute(p->strm, {{DNNL_ARG_SRC, p->src},
+                                 {DNNL_ARG_DST, p->dst},
+                                 {DNNL_ARG_MEAN, p->mean},
+                                 {DNNL_ARG_VARIANCE, p->variance},
+                                 {DNNL_ARG_SCALE, p->scale},
+                                 {DNNL_ARG_SHIFT, p->shift}});
+      p->strm.wait();
+    };
+    out.backward = [p] {
+      p->back.execute(p->strm, {{DNNL_ARG_SRC, p->src},
+                                {DNNL_ARG_DIFF_DST, p->diffDst},
+                                {DNNL_ARG_MEAN, p->mean},
+                                {DNNL_ARG_VARIANCE, p->variance},
+                                {DNNL_ARG_SCALE, p->scale},
+                                {DNNL_ARG_SHIFT, p->shift},
+                                {DNNL_ARG_DIFF_SRC, p->diffSrc},
+                                {DNNL_ARG_DIFF_SCALE, p->diffScale},
+                                {DNNL_ARG_DIFF_SHIFT, p->diffShift}});
+      p->strm.wait();
+    };
+    out.keepAlive = s;
+    return true;
+  } catch (const dnnl::error &) {
+    out = OneDnnKernels();
+    return false;
+  }
+}
+
 } // namespace normc_bench

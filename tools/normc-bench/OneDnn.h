@@ -31,6 +31,10 @@ struct OneDnnKernels {
 /// primitives for this shape.
 bool makeOneDnnKernels(const OneDnnCase &shape, OneDnnKernels &out);
 
+/// oneDNN's layer_normalization (scale and shift on) over the last axis of
+/// a rows x features f32 tensor: training forward and backward.
+bool makeOneDnnLayerNorm(int64_t rows, int64_t features, OneDnnKernels &out);
+
 } // namespace normc_bench
 
 #endif // NORMC_TOOLS_BENCH_ONEDNN_H

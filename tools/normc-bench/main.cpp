@@ -9,13 +9,16 @@
 // writes CSV and draws a chart of the ratios with gnuplot.
 //
 // Kernels do not depend on num_features, so the benchmark calls the
-// kernels of bench.norm's layers directly (normrt/module.h) on each shape.
+// kernels of bench.norm's layers directly (normrt/module.h) on each shape,
+// with the arguments their signatures in the layer table list. The family
+// suite (--suite=family) runs every kind of family.norm through normrt.
 //
 //===----------------------------------------------------------------------===//
 
 #include "OneDnn.h"
 #include "bench.h"
 #include "bench_adams2019.h"
+#include "bench_family.h"
 #include "bench_mullapudi2016.h"
 #include "normrt/module.h"
 #include "normrt/normrt.h"
@@ -30,6 +33,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -46,7 +50,8 @@ namespace {
 cl::opt<std::string> suiteName("suite",
                                cl::desc("Shapes: quick, issue, resnet50, "
                                         "misc, default (issue + misc + a "
-                                        "ResNet-50 sample), all"),
+                                        "ResNet-50 sample), all; or family "
+                                        "(every kind of family.norm)"),
                                cl::init("default"));
 cl::opt<std::string> configList("configs",
                                 cl::desc("Comma-separated layouts x dtypes "
@@ -108,6 +113,8 @@ std::vector<Shape> suite(const std::string &which) {
   for (int64_t batch : {32, 64})
     for (auto &l : layers)
       resnet.push_back(shape(batch, l[0], {l[1], l[1]}));
+  if (which == "none")
+    return {};
   if (which == "quick")
     return {shape(4, 16, {32, 32}), shape(64, 256, {})};
   if (which == "issue")
@@ -273,7 +280,6 @@ struct ShapeData {
       cb, c2b;
   // Every kernel takes Halide's user context first.
   void *userContext = nullptr;
-  std::vector<void *> train, update, eval, back;
 
   ShapeData(const Shape &s, int32_t dtype, bool cl)
       : shape(s),
@@ -297,14 +303,51 @@ struct ShapeData {
       buf->buffer.type = halide_type_t(halide_type_int, 64);
       buf->buffer.dimensions = 0;
     }
-    train = {&userContext, xb.get(), wb.get(), bb.get(), yb.get(),
-             mb.get(),     ib.get(), vb.get()};
-    update = {&userContext, mb.get(), vb.get(),   rmb.get(),  rvb.get(),
-              cb.get(),     &count,   rm2b.get(), rv2b.get(), c2b.get()};
-    eval = {&userContext, xb.get(), rmb.get(), rvb.get(),
-            wb.get(),     bb.get(), yb.get()};
-    back = {&userContext, xb.get(),  dyb.get(), mb.get(), ib.get(),
-            wb.get(),     dxb.get(), dwb.get(), dbb.get()};
+  }
+
+  /// The arguments of kernel `kind` of layer `d`, in the order of its
+  /// signature in the layer table (normrt/module.h): what each role is
+  /// bound to here. The update reads the train forward's statistics and
+  /// writes the running statistics' successors.
+  std::vector<void *> args(const normrt_layer_desc *d, normrt_kernel_kind kind) {
+    void *in[NORMRT_ARG_ROLE_COUNT] = {};
+    void *out[NORMRT_ARG_ROLE_COUNT] = {};
+    in[NORMRT_ARG_X] = xb.get();
+    in[NORMRT_ARG_GRAD_OUTPUT] = dyb.get();
+    in[NORMRT_ARG_WEIGHT] = wb.get();
+    in[NORMRT_ARG_BIAS] = bb.get();
+    in[NORMRT_ARG_RUNNING_MEAN] = rmb.get();
+    in[NORMRT_ARG_RUNNING_VAR] = rvb.get();
+    in[NORMRT_ARG_NUM_BATCHES_TRACKED] = cb.get();
+    in[NORMRT_ARG_SAVE_MEAN] = mb.get();
+    in[NORMRT_ARG_SAVE_INVSTD] = ib.get();
+    in[NORMRT_ARG_BATCH_VAR] = vb.get();
+    in[NORMRT_ARG_COUNT] = &count;
+    out[NORMRT_ARG_Y] = yb.get();
+    out[NORMRT_ARG_SAVE_MEAN] = mb.get();
+    out[NORMRT_ARG_SAVE_INVSTD] = ib.get();
+    out[NORMRT_ARG_BATCH_VAR] = vb.get();
+    out[NORMRT_ARG_RUNNING_MEAN] = rm2b.get();
+    out[NORMRT_ARG_RUNNING_VAR] = rv2b.get();
+    out[NORMRT_ARG_NUM_BATCHES_TRACKED] = c2b.get();
+    out[NORMRT_ARG_GRAD_INPUT] = dxb.get();
+    out[NORMRT_ARG_GRAD_WEIGHT] = dwb.get();
+    out[NORMRT_ARG_GRAD_BIAS] = dbb.get();
+    std::vector<void *> list = {&userContext};
+    const normrt_kernel_signature &sig = d->signatures[kind];
+    for (int32_t i = 0; i < sig.num_args; ++i) {
+      int32_t role = sig.args[i] & ~NORMRT_ARG_OUTPUT;
+      void *arg = (sig.args[i] & NORMRT_ARG_OUTPUT ? out : in)[role];
+      if (!arg) {
+        llvm::errs() << "normc-bench: kernel " << int(kind) << " of "
+                     << d->name << " takes "
+                     << normrt_arg_role_name(sig.args[i])
+                     << ", which the benchmark does not have\n";
+        std::exit(1);
+      }
+      list.push_back(arg);
+    }
+    return list;
   }
 };
 
@@ -320,7 +363,11 @@ std::vector<Row> kernelRows(const normrt_layer_desc *d, ShapeData &data,
     return {};
   }
   const normrt_kernel_fn *k = d->variants[variant].kernels;
-  if (k[NORMRT_KERNEL_FORWARD_TRAIN](data.train.data()) != 0) {
+  std::vector<void *> train = data.args(d, NORMRT_KERNEL_FORWARD_TRAIN),
+                      update = data.args(d, NORMRT_KERNEL_UPDATE_STATS),
+                      eval = data.args(d, NORMRT_KERNEL_FORWARD_EVAL),
+                      back = data.args(d, NORMRT_KERNEL_BACKWARD);
+  if (k[NORMRT_KERNEL_FORWARD_TRAIN](train.data()) != 0) {
     llvm::errs() << "\nnormc-bench: " << config << " cannot run "
                  << data.shape.name << "; no rows\n";
     return {};
@@ -332,19 +379,19 @@ std::vector<Row> kernelRows(const normrt_layer_desc *d, ShapeData &data,
   std::vector<Row> rows;
   rows.push_back(row("copy", copy, 2));
   rows.push_back(row("train", medianSeconds([&] {
-                       check(k[NORMRT_KERNEL_FORWARD_TRAIN](data.train.data()),
+                       check(k[NORMRT_KERNEL_FORWARD_TRAIN](train.data()),
                              "forward_train");
-                       check(k[NORMRT_KERNEL_UPDATE_STATS](data.update.data()),
+                       check(k[NORMRT_KERNEL_UPDATE_STATS](update.data()),
                              "update_stats");
                      }),
                      2));
   rows.push_back(row("eval", medianSeconds([&] {
-                       check(k[NORMRT_KERNEL_FORWARD_EVAL](data.eval.data()),
+                       check(k[NORMRT_KERNEL_FORWARD_EVAL](eval.data()),
                              "forward_eval");
                      }),
                      2));
   rows.push_back(row("backward", medianSeconds([&] {
-                       check(k[NORMRT_KERNEL_BACKWARD](data.back.data()),
+                       check(k[NORMRT_KERNEL_BACKWARD](back.data()),
                              "backward");
                      }),
                      3));
@@ -448,6 +495,183 @@ int drawChart(const std::vector<Row> &rows, const std::string &png) {
   return llvm::sys::ExecuteAndWait(*gnuplot, args);
 }
 
+//===----------------------------------------------------------------------===//
+// The family suite: every kind through normrt on the shapes its layers of
+// family.norm were compiled for, against oneDNN's layer_normalization and
+// against the unfused pair a fused layer replaces.
+//===----------------------------------------------------------------------===//
+
+/// A host tensor for normrt.
+struct HostTensor {
+  Block block;
+  normrt_tensor t{};
+  HostTensor(const std::vector<int64_t> &shape, bool channelsLast)
+      : block(bytesOf(shape)) {
+    t.data = block.data;
+    t.ndim = int32_t(shape.size());
+    for (size_t i = 0; i < shape.size(); ++i)
+      t.shape[i] = shape[i];
+    t.dtype = NORMRT_FLOAT32;
+    (void)channelsLast; // zero strides: dense in the layer's layout
+    fillTensor(block.data, NORMRT_FLOAT32, elements(shape));
+  }
+  static int64_t elements(const std::vector<int64_t> &shape) {
+    int64_t e = 1;
+    for (int64_t d : shape)
+      e *= d;
+    return e;
+  }
+  static size_t bytesOf(const std::vector<int64_t> &shape) {
+    return size_t(elements(shape)) * 4;
+  }
+};
+
+/// An elementwise pass over `count` f32 values on Halide's pool: the
+/// separate activation (and residual add) a fused layer saves.
+struct ElementwiseJob {
+  const float *a, *b;
+  float *out;
+  int64_t count, chunk;
+  int op; ///< 0 silu, 1 relu(a + b), 2 silu backward, 3 relu backward
+};
+int elementwiseTask(void *, int index, uint8_t *closure) {
+  auto *job = reinterpret_cast<ElementwiseJob *>(closure);
+  int64_t begin = index * job->chunk;
+  int64_t end = std::min(job->count, begin + job->chunk);
+  for (int64_t i = begin; i < end; ++i) {
+    float v = job->a[i];
+    switch (job->op) {
+    case 0:
+      job->out[i] = v / (1.0f + std::exp(-v));
+      break;
+    case 1:
+      job->out[i] = std::max(v + job->b[i], 0.0f);
+      break;
+    case 2: { // dy * silu'(u), u = b
+      float u = job->b[i], sig = 1.0f / (1.0f + std::exp(-u));
+      job->out[i] = v * sig * (1.0f + u * (1.0f - sig));
+      break;
+    }
+    default: // dy where u > 0
+      job->out[i] = job->b[i] > 0.0f ? v : 0.0f;
+    }
+  }
+  return 0;
+}
+void elementwise(const float *a, const float *b, float *out, int64_t count,
+                 int op, int tasks) {
+  ElementwiseJob job{a, b, out, count, (count + tasks - 1) / tasks, op};
+  halide_do_par_for(nullptr, elementwiseTask, 0, tasks,
+                    reinterpret_cast<uint8_t *>(&job));
+}
+
+struct FamilyCase {
+  const char *layer;
+  std::vector<int64_t> shape;
+  /// The unfused pair: a layer without the epilogue and the pass after it
+  /// (0 silu, 1 residual add + relu); null when the layer is not fused.
+  const char *unfused = nullptr;
+  int pass = 0;
+};
+
+std::string shapeName(const std::vector<int64_t> &shape) {
+  std::string name;
+  for (int64_t d : shape)
+    name += (name.empty() ? "" : "x") + std::to_string(d);
+  return name;
+}
+
+normrt_layer *createLayer(const char *name) {
+  normrt_layer *layer = normrt_layer_create(name, "cpu");
+  if (!layer) {
+    llvm::errs() << "normc-bench: " << normrt_last_error() << "\n";
+    std::exit(1);
+  }
+  return layer;
+}
+
+std::vector<Row> familyRows(int tasks) {
+  const FamilyCase cases[] = {
+      {"ln768", {8192, 768}},
+      {"ln4096", {4096, 4096}},
+      {"rms4096", {4096, 4096}},
+      {"gn512", {8, 512, 32, 32}},
+      {"gn512_silu", {8, 512, 32, 32}, "gn512", 0},
+      {"in64", {8, 64, 128, 128}},
+      {"in64_nhwc", {8, 64, 128, 128}},
+      {"bn_res_relu", {32, 256, 28, 28}, "bn256", 1},
+  };
+  std::vector<Row> rows;
+  for (const FamilyCase &c : cases) {
+    normrt_layer *layer = createLayer(c.layer);
+    normrt_layer_info info;
+    check(normrt_layer_get_info(layer, &info), "normrt_layer_get_info");
+    bool cl = info.channels_last;
+    HostTensor x(c.shape, cl), y(c.shape, cl), z(c.shape, cl), dy(c.shape, cl),
+        dx(c.shape, cl), dz(c.shape, cl), u(c.shape, cl);
+    size_t bytes = HostTensor::bytesOf(c.shape);
+    int64_t count = HostTensor::elements(c.shape);
+    std::string name = shapeName(c.shape);
+    std::string config = std::string(c.layer) + " (" + info.kind + ")";
+    double copy =
+        medianSeconds([&] { parallelCopy(x.block.data, y.block.data, bytes, tasks); });
+    auto row = [&](const char *kernel, double seconds, double transfers) {
+      return Row{name, config, kernel, seconds,
+                 transfers * double(bytes) / seconds / 1e9, seconds / copy};
+    };
+    normrt_forward_args fwd = {&x.t, info.residual ? &z.t : nullptr, &y.t};
+    normrt_backward_args bwd = {&x.t,  info.residual ? &z.t : nullptr,
+                                &dy.t, &dx.t,
+                                info.residual ? &dz.t : nullptr,
+                                nullptr, nullptr};
+    double train = medianSeconds(
+        [&] { check(normrt_layer_forward_args(layer, &fwd), "forward"); });
+    double back = medianSeconds(
+        [&] { check(normrt_layer_backward_args(layer, &bwd), "backward"); });
+    int residualReads = info.residual ? 1 : 0;
+    rows.push_back(row("copy", copy, 2));
+    rows.push_back(row("train", train, 2 + residualReads));
+    rows.push_back(row("backward", back, 3 + 2 * residualReads));
+    size_t first = rows.size() - 2;
+    OneDnnKernels dnnl;
+    if (!noOneDnn && std::strncmp(info.kind, "LayerNorm", 9) == 0 &&
+        makeOneDnnLayerNorm(c.shape[0], c.shape[1], dnnl)) {
+      rows[first].onednnSeconds = medianSeconds(dnnl.forwardTrain);
+      rows[first + 1].onednnSeconds = medianSeconds(dnnl.backward);
+    }
+    if (c.unfused) {
+      // The unfused pair: the plain layer, then the pass (forward); the
+      // pass's gradient, then the plain layer's backward.
+      normrt_layer *plain = createLayer(c.unfused);
+      normrt_forward_args pf = {&x.t, nullptr, &u.t};
+      normrt_backward_args pb = {&x.t, nullptr, &dz.t, &dx.t,
+                                 nullptr, nullptr, nullptr};
+      const float *uf = static_cast<float *>(u.block.data);
+      float *yf = static_cast<float *>(y.block.data);
+      rows[first].onednnSeconds = medianSeconds([&] {
+        check(normrt_layer_forward_args(plain, &pf), "forward (unfused)");
+        elementwise(uf, static_cast<float *>(z.block.data), yf, count, c.pass,
+                    tasks);
+      });
+      rows[first + 1].onednnSeconds = medianSeconds([&] {
+        elementwise(static_cast<float *>(dy.block.data), uf,
+                    static_cast<float *>(dz.block.data), count, c.pass + 2,
+                    tasks);
+        check(normrt_layer_backward_args(plain, &pb), "backward (unfused)");
+      });
+      for (size_t i = first; i < first + 2; ++i)
+        rows[i].config += " vs unfused";
+      normrt_layer_destroy(plain);
+    }
+    for (size_t i = first; i < first + 2; ++i)
+      rows[i].onednnRatio = rows[i].onednnSeconds / copy;
+    normrt_layer_destroy(layer);
+    printTable(std::vector<Row>(rows.end() - 3, rows.end()), llvm::outs());
+    llvm::outs().flush();
+  }
+  return rows;
+}
+
 } // namespace
 
 int main(int argc, char **argv) {
@@ -498,7 +722,14 @@ int main(int argc, char **argv) {
                << samples << " calls; x copy = time / copy of x with the "
                << "same threads\n";
   std::vector<Row> rows;
-  for (const Shape &s : suite(suiteName)) {
+  if (suiteName == "family") {
+    // The oneDNN columns hold oneDNN's layer_normalization for LayerNorm
+    // rows and the unfused pair for fused rows.
+    rows = familyRows(workers * 4);
+    configs.clear();
+  }
+  for (const Shape &s :
+       suite(suiteName == "family" ? std::string("none") : suiteName)) {
     for (const std::string &config : configs) {
       const normrt_layer_desc *d = findLayer(normc_module_bench, config);
       if (!d) {

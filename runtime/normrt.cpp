@@ -1,9 +1,12 @@
 //===- normrt.cpp - The normc runtime -------------------------------------===//
 //
-// This file implements the C ABI of normrt.h: the registry of compiled
-// modules, layer state with PyTorch's initial values, the input checks (with
-// PyTorch's messages), and the calls into the generated kernels through their
-// Halide `_argv` entry points (argument orders: normrt/module.h).
+// This file implements the layers of normrt.h: their state with PyTorch's
+// initial values, the tensor checks (with PyTorch's messages), devices, and
+// the calls into the generated kernels through their Halide `_argv` entry
+// points, with the arguments each kernel's signature in the layer table
+// lists (normrt/module.h), bound by role. The registry of modules is in
+// Registry.cpp, the kinds' shape rules in Geometry.cpp, errors and dtype
+// helpers in Support.cpp.
 //
 // Failure atomicity: kernels write batch statistics and updated running
 // statistics into per-layer scratch space; the layer's own state is updated
@@ -25,6 +28,8 @@
 #include "CpuFeatures.h"
 #include "CudaDriver.h"
 #include "Geometry.h"
+#include "Registry.h"
+#include "Support.h"
 #include "normrt/module.h"
 #include "normrt/normrt.h"
 
@@ -40,86 +45,7 @@
 
 namespace {
 
-thread_local std::string lastError;
-thread_local std::string halideMessage;
-
-int fail(const char *format, ...) __attribute__((format(printf, 1, 2)));
-int fail(const char *format, ...) {
-  char buffer[1024];
-  va_list args;
-  va_start(args, format);
-  std::vsnprintf(buffer, sizeof(buffer), format, args);
-  va_end(args);
-  lastError = buffer;
-  return 1;
-}
-
-void succeed() { lastError.clear(); }
-
-/// Halide's default handler prints and aborts; ours keeps the message for
-/// normrt_last_error() and lets the kernel return its error code.
-void onHalideError(void *, const char *message) {
-  halideMessage = message ? message : "";
-  while (!halideMessage.empty() && halideMessage.back() == '\n')
-    halideMessage.pop_back();
-}
-
-struct Registry {
-  std::mutex mutex;
-  std::vector<const normrt_module *> modules;
-  /// normrt_set_num_threads' setting, applied to modules registered later.
-  int numThreads = 0;
-};
-
-Registry &registry() {
-  static Registry instance; // constructed on first use, safe from ctors
-  return instance;
-}
-
-size_t dtypeSize(int32_t dtype) {
-  switch (dtype) {
-  case NORMRT_FLOAT32:
-    return 4;
-  case NORMRT_FLOAT64:
-  case NORMRT_INT64:
-    return 8;
-  case NORMRT_FLOAT16:
-  case NORMRT_BFLOAT16:
-    return 2;
-  }
-  return 0;
-}
-
-const char *dtypeName(int32_t dtype) {
-  switch (dtype) {
-  case NORMRT_FLOAT32:
-    return "float32";
-  case NORMRT_FLOAT64:
-    return "float64";
-  case NORMRT_FLOAT16:
-    return "float16";
-  case NORMRT_BFLOAT16:
-    return "bfloat16";
-  case NORMRT_INT64:
-    return "int64";
-  }
-  return "unknown";
-}
-
-halide_type_t halideType(int32_t dtype) {
-  switch (dtype) {
-  case NORMRT_FLOAT64:
-    return halide_type_t(halide_type_float, 64);
-  case NORMRT_FLOAT16:
-    return halide_type_t(halide_type_float, 16);
-  case NORMRT_BFLOAT16:
-    return halide_type_t(halide_type_bfloat, 16);
-  case NORMRT_INT64:
-    return halide_type_t(halide_type_int, 64);
-  default:
-    return halide_type_t(halide_type_float, 32);
-  }
-}
+using namespace normrt::support;
 
 /// A halide_buffer_t with its dimensions stored alongside.
 struct HalideBuffer {
@@ -154,14 +80,6 @@ struct HalideBuffer {
   void scalar(void *data, int32_t dtype) { set(data, dtype, nullptr, 0); }
   halide_buffer_t *get() { return &buffer; }
 };
-
-std::string shapeString(const std::vector<int64_t> &shape) {
-  return normrt::shapeString(shape.data(), int(shape.size()));
-}
-
-std::string shapeString(const normrt_tensor *t) {
-  return normrt::shapeString(t->shape, t->ndim);
-}
 
 } // namespace
 
@@ -259,7 +177,7 @@ struct CallScope {
   normrt_layer *previous;
   explicit CallScope(normrt_layer *layer) : previous(callingLayer) {
     callingLayer = layer;
-    halideMessage.clear();
+    clearHalideMessage();
   }
   ~CallScope() { callingLayer = previous; }
 };
@@ -316,11 +234,6 @@ void reuseDeviceAllocations(const normrt_halide_api *halide) {
   static std::once_flag once;
   std::call_once(once,
                  [halide] { halide->reuse_device_allocations(nullptr, true); });
-}
-
-/// What Halide's error handler last said on this thread.
-const char *halideText() {
-  return halideMessage.empty() ? "no message" : halideMessage.c_str();
 }
 
 int halideFailure(const normrt_layer *layer, const char *what, int rc) {
@@ -819,117 +732,15 @@ int commitStats(normrt_layer *layer, StateBuffer &state, StateBuffer &scratch) {
 
 extern "C" {
 
-int normrt_register_module(const normrt_module *module) {
-  if (!module)
-    return fail("normrt_register_module: module must not be NULL");
-  if (module->abi_version != NORMRT_MODULE_ABI_VERSION)
-    return fail("module '%s' was built for normrt module ABI %d, but this "
-                "runtime speaks ABI %d; rebuild it with the matching normc",
-                module->name ? module->name : "?", module->abi_version,
-                NORMRT_MODULE_ABI_VERSION);
-  if (!module->halide)
-    return fail("module '%s' carries no Halide runtime entry points",
-                module->name ? module->name : "?");
-  Registry &r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  if (std::find(r.modules.begin(), r.modules.end(), module) == r.modules.end())
-    r.modules.push_back(module);
-  module->halide->set_error_handler(onHalideError);
-  if (r.numThreads > 0)
-    module->halide->set_num_threads(r.numThreads);
-  succeed();
-  return 0;
-}
-
-int32_t normrt_runnable_variant(const normrt_layer_desc *desc) {
-  for (int32_t i = 0; desc && i < desc->num_variants; ++i)
-    if (normrt::missingCpuFeatures(desc->variants[i].cpu_features).empty())
-      return i;
-  return -1;
-}
-
-int normrt_set_num_threads(int threads) {
-  // Every module's Halide runtime gets the setting (statically linked
-  // modules share one; shared libraries each have their own).
-  Registry &r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  int previous = r.numThreads;
-  r.numThreads = threads;
-  for (const normrt_module *m : r.modules)
-    previous = m->halide->set_num_threads(threads);
-  return previous;
-}
-
-const char *normrt_layer_name_at(int index, const char **target) {
-  Registry &r = registry();
-  std::lock_guard<std::mutex> lock(r.mutex);
-  for (const normrt_module *m : r.modules) {
-    if (index < m->num_layers) {
-      if (target)
-        *target = m->layers[index].target;
-      return m->layers[index].name;
-    }
-    index -= m->num_layers;
-  }
-  return nullptr;
-}
-
 normrt_layer *normrt_layer_create(const char *name, const char *target) {
   if (!name || !target) {
     fail("normrt_layer_create: layer name and target label must not be NULL");
     return nullptr;
   }
-  // "module.layer" picks a layer of one module; a bare name must be unique.
-  std::string moduleName, layerName = name;
-  if (const char *dot = std::strchr(name, '.')) {
-    moduleName.assign(name, dot);
-    layerName = dot + 1;
-  }
-  const normrt_layer_desc *desc = nullptr;
-  const normrt_layer_desc *sameName = nullptr;
-  const char *descModule = nullptr;
   const normrt_module *module = nullptr;
-  std::string ambiguous;
-  {
-    Registry &r = registry();
-    std::lock_guard<std::mutex> lock(r.mutex);
-    for (const normrt_module *m : r.modules) {
-      if (!moduleName.empty() && moduleName != m->name)
-        continue;
-      for (int32_t i = 0; i < m->num_layers; ++i) {
-        const normrt_layer_desc &d = m->layers[i];
-        if (layerName != d.name)
-          continue;
-        sameName = &d;
-        if (std::strcmp(d.target, target) != 0)
-          continue;
-        if (desc)
-          ambiguous = std::string(descModule) + "' and '" + m->name;
-        else {
-          desc = &d;
-          descModule = m->name;
-          module = m;
-        }
-      }
-    }
-  }
-  if (!ambiguous.empty()) {
-    fail("layer '%s' on target '%s' is defined by modules '%s'; name it as "
-         "'module.%s'",
-         name, target, ambiguous.c_str(), layerName.c_str());
+  const normrt_layer_desc *desc = normrt::findLayer(name, target, &module);
+  if (!desc)
     return nullptr;
-  }
-  if (!desc) {
-    if (sameName)
-      fail("layer '%s' was not compiled for target '%s' (it has target "
-           "'%s', among others)",
-           name, target, sameName->target);
-    else
-      fail("no layer named '%s' in the modules linked into this program "
-           "(include a module's header or link it with --whole-archive)",
-           name);
-    return nullptr;
-  }
   // The best variant whose CPU features this machine has: never one whose
   // code would stop the program with an illegal instruction.
   int32_t variant = normrt_runnable_variant(desc);
@@ -1369,6 +1180,5 @@ int normrt_layer_state(normrt_layer *layer, const char *name,
   return 0;
 }
 
-const char *normrt_last_error(void) { return lastError.c_str(); }
 
 } // extern "C"

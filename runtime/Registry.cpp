@@ -1,0 +1,154 @@
+//===- Registry.cpp - The modules linked into a program -------------------===//
+//
+// This file implements the registry of compiled modules: registration (each
+// module's constructor calls normrt_register_module), the thread count every
+// module's Halide runtime gets, the list of layers, and the lookup of a
+// layer by name and target label.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Registry.h"
+#include "CpuFeatures.h"
+#include "Support.h"
+#include "normrt/normrt.h"
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+using namespace normrt::support;
+
+namespace {
+
+struct Registry {
+  std::mutex mutex;
+  std::vector<const normrt_module *> modules;
+  /// normrt_set_num_threads' setting, applied to modules registered later.
+  int numThreads = 0;
+};
+
+Registry &registry() {
+  static Registry instance; // constructed on first use, safe from ctors
+  return instance;
+}
+
+} // namespace
+
+const normrt_layer_desc *normrt::findLayer(const char *name,
+                                           const char *target,
+                                           const normrt_module **moduleOut) {
+  // "module.layer" picks a layer of one module; a bare name must be unique.
+  std::string moduleName, layerName = name;
+  if (const char *dot = std::strchr(name, '.')) {
+    moduleName.assign(name, dot);
+    layerName = dot + 1;
+  }
+  const normrt_layer_desc *desc = nullptr;
+  const normrt_layer_desc *sameName = nullptr;
+  const char *descModule = nullptr;
+  const normrt_module *module = nullptr;
+  std::string ambiguous;
+  {
+    Registry &r = registry();
+    std::lock_guard<std::mutex> lock(r.mutex);
+    for (const normrt_module *m : r.modules) {
+      if (!moduleName.empty() && moduleName != m->name)
+        continue;
+      for (int32_t i = 0; i < m->num_layers; ++i) {
+        const normrt_layer_desc &d = m->layers[i];
+        if (layerName != d.name)
+          continue;
+        sameName = &d;
+        if (std::strcmp(d.target, target) != 0)
+          continue;
+        if (desc)
+          ambiguous = std::string(descModule) + "' and '" + m->name;
+        else {
+          desc = &d;
+          descModule = m->name;
+          module = m;
+        }
+      }
+    }
+  }
+  if (!ambiguous.empty()) {
+    fail("layer '%s' on target '%s' is defined by modules '%s'; name it as "
+         "'module.%s'",
+         name, target, ambiguous.c_str(), layerName.c_str());
+    return nullptr;
+  }
+  if (!desc) {
+    if (sameName)
+      fail("layer '%s' was not compiled for target '%s' (it has target "
+           "'%s', among others)",
+           name, target, sameName->target);
+    else
+      fail("no layer named '%s' in the modules linked into this program "
+           "(include a module's header or link it with --whole-archive)",
+           name);
+    return nullptr;
+  }
+  *moduleOut = module;
+  return desc;
+}
+
+extern "C" {
+
+int normrt_register_module(const normrt_module *module) {
+  if (!module)
+    return fail("normrt_register_module: module must not be NULL");
+  if (module->abi_version != NORMRT_MODULE_ABI_VERSION)
+    return fail("module '%s' was built for normrt module ABI %d, but this "
+                "runtime speaks ABI %d; rebuild it with the matching normc",
+                module->name ? module->name : "?", module->abi_version,
+                NORMRT_MODULE_ABI_VERSION);
+  if (!module->halide)
+    return fail("module '%s' carries no Halide runtime entry points",
+                module->name ? module->name : "?");
+  Registry &r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  if (std::find(r.modules.begin(), r.modules.end(), module) == r.modules.end())
+    r.modules.push_back(module);
+  module->halide->set_error_handler(onHalideError);
+  if (r.numThreads > 0)
+    module->halide->set_num_threads(r.numThreads);
+  succeed();
+  return 0;
+}
+
+int32_t normrt_runnable_variant(const normrt_layer_desc *desc) {
+  for (int32_t i = 0; desc && i < desc->num_variants; ++i)
+    if (normrt::missingCpuFeatures(desc->variants[i].cpu_features).empty())
+      return i;
+  return -1;
+}
+
+int normrt_set_num_threads(int threads) {
+  // Every module's Halide runtime gets the setting (statically linked
+  // modules share one; shared libraries each have their own).
+  Registry &r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  int previous = r.numThreads;
+  r.numThreads = threads;
+  for (const normrt_module *m : r.modules)
+    previous = m->halide->set_num_threads(threads);
+  return previous;
+}
+
+const char *normrt_layer_name_at(int index, const char **target) {
+  Registry &r = registry();
+  std::lock_guard<std::mutex> lock(r.mutex);
+  for (const normrt_module *m : r.modules) {
+    if (index < m->num_layers) {
+      if (target)
+        *target = m->layers[index].target;
+      return m->layers[index].name;
+    }
+    index -= m->num_layers;
+  }
+  return nullptr;
+}
+
+} // extern "C"

@@ -28,25 +28,33 @@ namespace {
 constexpr int kLanes = 128;
 constexpr int kThreads = 64;
 
-/// One thread per value of `f`, all its axes fused.
+/// One thread per value of `f`, all its axes fused, in each of its stages
+/// (a small reduction's update too: each thread sums its value's terms).
 void scheduleFlat(Func f, bool root) {
   if (root)
     f.compute_root();
   std::vector<Var> args = f.args();
   if (args.empty()) {
     f.gpu_single_thread();
+    for (int i = 0; i < f.num_update_definitions(); ++i)
+      f.update(i).gpu_single_thread();
     return;
   }
-  Var fused = args.front();
-  for (size_t i = 1; i < args.size(); ++i) {
-    Var next(f.name() + "_f" + std::to_string(i));
-    f.fuse(fused, args[i], next);
-    fused = next;
+  std::vector<Stage> stages = {Stage(f)};
+  for (int i = 0; i < f.num_update_definitions(); ++i)
+    stages.push_back(f.update(i));
+  for (Stage stage : stages) {
+    Var fused = args.front();
+    for (size_t i = 1; i < args.size(); ++i) {
+      Var next(f.name() + "_f" + std::to_string(i));
+      stage.fuse(fused, args[i], next);
+      fused = next;
+    }
+    Var bo("bo"), bi("bi");
+    stage.split(fused, bo, bi, kThreads, TailStrategy::GuardWithIf)
+        .gpu_blocks(bo)
+        .gpu_threads(bi);
   }
-  Var bo("bo"), bi("bi");
-  f.split(fused, bo, bi, kThreads, TailStrategy::GuardWithIf)
-      .gpu_blocks(bo)
-      .gpu_threads(bi);
 }
 
 void scheduleSum(const Reduction &red) {

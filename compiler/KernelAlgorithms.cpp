@@ -248,6 +248,19 @@ struct TensorInput {
   }
 };
 
+/// f(vars) = 0; f(vars) += terms (each element of a Tuple), the terms
+/// written over the reduction's variables.
+void defineSum(Func f, const std::vector<Var> &vars, const Tuple &terms,
+               const Arith &A) {
+  std::vector<Expr> zeros(terms.size(), A.constant(0));
+  f(vars) = Tuple(zeros);
+  std::vector<Expr> updated;
+  for (size_t i = 0; i < terms.size(); ++i)
+    updated.push_back(terms.size() == 1 ? f(vars) + terms[i]
+                                        : f(vars)[i] + terms[i]);
+  f(vars) = Tuple(updated);
+}
+
 /// sum over the reduction domain of `value(at)` for each statistic.
 Func statSum(const std::string &name, const TensorInput &in,
              const ReductionPlan &p, const Arith &A,
@@ -257,14 +270,7 @@ Func statSum(const std::string &name, const TensorInput &in,
   std::vector<Var> vars = axisVars(k, p, keptAxis);
   Expr at[kNumAxes];
   in.at(k, p, at);
-  Tuple first = value(at);
-  std::vector<Expr> zeros(first.size(), A.constant(0));
-  f(vars) = Tuple(zeros);
-  std::vector<Expr> updated;
-  for (size_t i = 0; i < first.size(); ++i)
-    updated.push_back(first.size() == 1 ? f(vars) + first[i]
-                                        : f(vars)[i] + first[i]);
-  f(vars) = Tuple(updated);
+  defineSum(f, vars, value(at), A);
   k.reductions.push_back({f, in.r, vars, false});
   return f;
 }
@@ -315,14 +321,7 @@ Func partialSum(const std::string &name, AxisFilter keep,
   Expr at[kNumAxes];
   for (int a = 0; a < kNumAxes; ++a)
     at[a] = rdim[a] < 0 ? Expr(k.var(Axis(a))) : Expr(r[rdim[a]]);
-  Tuple first = value(at);
-  std::vector<Expr> zeros(first.size(), A.constant(0));
-  f(vars) = Tuple(zeros);
-  std::vector<Expr> updated;
-  for (size_t i = 0; i < first.size(); ++i)
-    updated.push_back(first.size() == 1 ? f(vars) + first[i]
-                                        : f(vars)[i] + first[i]);
-  f(vars) = Tuple(updated);
+  defineSum(f, vars, value(at), A);
   k.reductions.push_back({f, r, vars, keep == paramAxis});
   return f;
 }
@@ -338,7 +337,7 @@ Func paramSum(const std::string &name, const ReductionPlan &p, const Arith &A,
 /// the axes `keep` selects, the sum over the other cell axes of
 /// `term(at)` (at: pure Vars for the kept axes, RVars for the others).
 Func cellReduce(const std::string &name, AxisFilter keep,
-                const ReductionPlan &p, const Arith &A, int values,
+                const ReductionPlan &p, const Arith &A,
                 const std::function<Tuple(const Expr (&)[kNumAxes])> &term,
                 const schedules::KernelStages &k) {
   Func f(name);
@@ -358,16 +357,10 @@ Func cellReduce(const std::string &name, AxisFilter keep,
     f(vars) = term(at);
     return f;
   }
-  std::vector<Expr> zeros(values, A.constant(0));
-  f(vars) = values == 1 ? Tuple(zeros[0]) : Tuple(zeros);
   RDom r(region, name + "_r");
   for (int a = 0; a < kNumAxes; ++a)
     at[a] = rdim[a] < 0 ? Expr(k.var(Axis(a))) : Expr(r[rdim[a]]);
-  Tuple t = term(at);
-  std::vector<Expr> updated;
-  for (size_t i = 0; i < t.size(); ++i)
-    updated.push_back(t.size() == 1 ? f(vars) + t[i] : f(vars)[i] + t[i]);
-  f(vars) = Tuple(updated);
+  defineSum(f, vars, term(at), A);
   return f;
 }
 
@@ -818,7 +811,7 @@ KernelAlgorithm backward(const KernelConfig &cfg, bool eval) {
       return cfg.affine ? A(wE(el.select(at, paramAxis))) : A.constant(1);
     };
     Func sums = cellReduce(
-        "sum_gw_gwxmu", keptAxis, p, A, 2,
+        "sum_gw_gwxmu", keptAxis, p, A,
         [&](const Expr(&at)[kNumAxes]) {
           Expr w = weightAt(at);
           return Tuple(w * cellAt(at)[0], w * cellAt(at)[1]);
@@ -838,7 +831,7 @@ KernelAlgorithm backward(const KernelConfig &cfg, bool eval) {
     k.paramFuncs = {wE, bE};
     if (cfg.affine) {
       Func psums = cellReduce(
-          "sum_g_gxhat", paramAxis, p, A, 2,
+          "sum_g_gxhat", paramAxis, p, A,
           [&](const Expr(&at)[kNumAxes]) {
             return Tuple(cellAt(at)[0],
                          cellAt(at)[1] * invstd(el.select(at, keptAxis)));

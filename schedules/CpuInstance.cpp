@@ -49,17 +49,6 @@ std::vector<Var> memoryOrder(const KernelStages &k,
   return out;
 }
 
-/// Fuses `vars` (innermost first) into one Var of `stage`; returns it.
-Var fuseAll(Stage stage, const std::vector<Var> &vars, const std::string &name) {
-  Var fused = vars.front();
-  for (size_t i = 1; i < vars.size(); ++i) {
-    Var next(name + std::to_string(i));
-    stage.fuse(fused, vars[i], next);
-    fused = next;
-  }
-  return fused;
-}
-
 void scheduleSum(const Reduction &red, const KernelStages &k, int V) {
   Func f = red.f;
   RDom r = red.r;

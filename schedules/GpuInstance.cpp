@@ -44,12 +44,7 @@ void scheduleFlat(Func f, bool root) {
   for (int i = 0; i < f.num_update_definitions(); ++i)
     stages.push_back(f.update(i));
   for (Stage stage : stages) {
-    Var fused = args.front();
-    for (size_t i = 1; i < args.size(); ++i) {
-      Var next(f.name() + "_f" + std::to_string(i));
-      stage.fuse(fused, args[i], next);
-      fused = next;
-    }
+    Var fused = fuseAll(stage, args, f.name() + "_f");
     Var bo("bo"), bi("bi");
     stage.split(fused, bo, bi, kThreads, TailStrategy::GuardWithIf)
         .gpu_blocks(bo)
@@ -66,16 +61,10 @@ void scheduleSum(const Reduction &red) {
                      .split(r[0], ro, ri, kLanes, TailStrategy::GuardWithIf)
                      .rfactor(ri, lane);
   // One block per value of f, its axes fused.
-  std::vector<Var> args = red.vars;
   f.compute_root();
-  Var fused = args.front();
+  Var fused = fuseAll(f, red.vars, f.name() + "_b");
   Stage update = f.update();
-  for (size_t i = 1; i < args.size(); ++i) {
-    Var next(f.name() + "_b" + std::to_string(i));
-    f.fuse(fused, args[i], next);
-    update.fuse(fused, args[i], next);
-    fused = next;
-  }
+  fuseAll(update, red.vars, f.name() + "_b");
   f.gpu_blocks(fused);
   update.gpu_blocks(fused);
   partial.compute_at(f, fused).gpu_threads(lane);
@@ -107,12 +96,7 @@ void scheduleGpuInstance(KernelStages &k, const Target &target) {
     for (Axis a : k.plan.order)
       if (k.plan.has[a] && a != k.plan.unitStride())
         rows.push_back(k.var(a));
-    Var row = rows.front();
-    for (size_t i = 1; i < rows.size(); ++i) {
-      Var next(f.name() + "_row" + std::to_string(i));
-      f.fuse(row, rows[i], next);
-      row = next;
-    }
+    Var row = fuseAll(f, rows, f.name() + "_row");
     Var uo("uo"), ui("ui");
     f.split(unit, uo, ui, kThreads, TailStrategy::GuardWithIf)
         .reorder(ui, uo, row)

@@ -145,6 +145,11 @@ void scheduleCpuInstance(KernelStages &stages, const Halide::Target &target);
 /// GPU schedule for plans whose statistics are per instance. GpuInstance.cpp.
 void scheduleGpuInstance(KernelStages &stages, const Halide::Target &target);
 
+/// Fuses `vars` (innermost first, adjacent loops of `stage`) into one Var,
+/// which it returns (the first of `vars` when there is one).
+Halide::Var fuseAll(Halide::Stage stage, const std::vector<Halide::Var> &vars,
+                    const std::string &name);
+
 /// Picks the schedule for `target`; reports an error for targets that have no
 /// schedule yet (returns false and sets `error`).
 bool applySchedule(KernelStages &stages, const Halide::Target &target,

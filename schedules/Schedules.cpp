@@ -19,6 +19,17 @@ void scheduleChannelStagesAtRoot(KernelStages &k, int V) {
     f.vectorize(k.c, V, Halide::TailStrategy::GuardWithIf);
 }
 
+Halide::Var fuseAll(Halide::Stage stage, const std::vector<Halide::Var> &vars,
+                    const std::string &name) {
+  Halide::Var fused = vars.front();
+  for (size_t i = 1; i < vars.size(); ++i) {
+    Halide::Var next(name + std::to_string(i));
+    stage.fuse(fused, vars[i], next);
+    fused = next;
+  }
+  return fused;
+}
+
 bool applySchedule(KernelStages &stages, const Halide::Target &target,
                    std::string &error) {
   if (target.has_gpu_feature()) {

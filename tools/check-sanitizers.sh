@@ -12,8 +12,7 @@ python=${3:-}
 
 cmake -S "$src" -B "$dir" -G Ninja -DNORMC_SANITIZE=ON >"$dir.configure.log" 2>&1 ||
   { cat "$dir.configure.log"; exit 1; }
-cmake --build "$dir" --target normrt_unit_tests normc_compiler_tests conformance_library \
-  family_library
+cmake --build "$dir" --target normrt_unit_tests normc_compiler_tests conformance_library
 # Leaks inside pocl (the OpenCL device of the GPU-schedule tests) are pocl's.
 export LSAN_OPTIONS="suppressions=$src/tools/lsan.supp:print_suppressions=0"
 "$dir/test/unit/normrt_unit_tests" --gtest_brief=1
@@ -24,8 +23,6 @@ if [[ -n "$python" ]]; then
   preload="$(c++ -print-file-name=libasan.so):$(c++ -print-file-name=libubsan.so)"
   (cd "$src/test/conformance" &&
     LD_PRELOAD="$preload" ASAN_OPTIONS=detect_leaks=0 "$python" test_conformance.py \
-      "$dir/test/conformance/conformance_module.normc/libconformance.so" &&
-    LD_PRELOAD="$preload" ASAN_OPTIONS=detect_leaks=0 "$python" test_family.py \
-      "$dir/test/conformance/family_module.normc/libfamily.so")
+      "$dir/test/conformance/conformance_module.normc/libconformance.so")
 fi
 echo "sanitizers: unit and conformance suites clean under ASan+UBSan"

@@ -16,11 +16,38 @@ using namespace dnnl;
 namespace normc_bench {
 
 namespace {
-struct State {
+/// The tensors of one normalization primitive and the calls that run it:
+/// batch and layer normalization take the same arguments.
+struct Tensors {
   engine eng{engine::kind::cpu, 0};
   stream strm{eng};
   memory src, dst, mean, variance, scale, shift, diffDst, diffSrc, diffScale,
       diffShift;
+
+  void forward(const primitive &p) {
+    p.execute(strm, {{DNNL_ARG_SRC, src},
+                     {DNNL_ARG_DST, dst},
+                     {DNNL_ARG_MEAN, mean},
+                     {DNNL_ARG_VARIANCE, variance},
+                     {DNNL_ARG_SCALE, scale},
+                     {DNNL_ARG_SHIFT, shift}});
+    strm.wait();
+  }
+  void backward(const primitive &p) {
+    p.execute(strm, {{DNNL_ARG_SRC, src},
+                     {DNNL_ARG_DIFF_DST, diffDst},
+                     {DNNL_ARG_MEAN, mean},
+                     {DNNL_ARG_VARIANCE, variance},
+                     {DNNL_ARG_SCALE, scale},
+                     {DNNL_ARG_SHIFT, shift},
+                     {DNNL_ARG_DIFF_SRC, diffSrc},
+                     {DNNL_ARG_DIFF_SCALE, diffScale},
+                     {DNNL_ARG_DIFF_SHIFT, diffShift}});
+    strm.wait();
+  }
+};
+
+struct State : Tensors {
   batch_normalization_forward train, infer;
   batch_normalization_backward back;
 };
@@ -71,31 +98,9 @@ bool makeOneDnnKernels(const OneDnnCase &shape, OneDnnKernels &out) {
     s->diffShift = filled(channel, s->eng, 0.0f);
 
     State *p = s.get();
-    // Training and inference take the same arguments (mean and variance
-    // are outputs of one and inputs of the other).
-    auto forward = [p](batch_normalization_forward &primitive) {
-      primitive.execute(p->strm, {{DNNL_ARG_SRC, p->src},
-                                  {DNNL_ARG_DST, p->dst},
-                                  {DNNL_ARG_MEAN, p->mean},
-                                  {DNNL_ARG_VARIANCE, p->variance},
-                                  {DNNL_ARG_SCALE, p->scale},
-                                  {DNNL_ARG_SHIFT, p->shift}});
-      p->strm.wait();
-    };
-    out.forwardTrain = [p, forward] { forward(p->train); };
-    out.forwardEval = [p, forward] { forward(p->infer); };
-    out.backward = [p] {
-      p->back.execute(p->strm, {{DNNL_ARG_SRC, p->src},
-                                {DNNL_ARG_DIFF_DST, p->diffDst},
-                                {DNNL_ARG_MEAN, p->mean},
-                                {DNNL_ARG_VARIANCE, p->variance},
-                                {DNNL_ARG_SCALE, p->scale},
-                                {DNNL_ARG_SHIFT, p->shift},
-                                {DNNL_ARG_DIFF_SRC, p->diffSrc},
-                                {DNNL_ARG_DIFF_SCALE, p->diffScale},
-                                {DNNL_ARG_DIFF_SHIFT, p->diffShift}});
-      p->strm.wait();
-    };
+    out.forwardTrain = [p] { p->forward(p->train); };
+    out.forwardEval = [p] { p->forward(p->infer); };
+    out.backward = [p] { p->backward(p->back); };
     out.keepAlive = s;
     return true;
   } catch (const dnnl::error &) {
@@ -105,11 +110,7 @@ bool makeOneDnnKernels(const OneDnnCase &shape, OneDnnKernels &out) {
 }
 
 bool makeOneDnnLayerNorm(int64_t rows, int64_t features, OneDnnKernels &out) {
-  struct LnState {
-    engine eng{engine::kind::cpu, 0};
-    stream strm{eng};
-    memory src, dst, mean, variance, scale, shift, diffDst, diffSrc,
-        diffScale, diffShift;
+  struct LnState : Tensors {
     layer_normalization_forward train;
     layer_normalization_backward back;
   };
@@ -139,27 +140,8 @@ bool makeOneDnnLayerNorm(int64_t rows, int64_t features, OneDnnKernels &out) {
     s->diffScale = filled(param, s->eng, 0.0f);
     s->diffShift = filled(param, s->eng, 0.0f);
     LnState *p = s.get();
-    out.forwardTrain = [p] {
-      p->train.execute(p->strm, {{DNNL_ARG_SRC, p->src},
-                                 {DNNL_ARG_DST, p->dst},
-                                 {DNNL_ARG_MEAN, p->mean},
-                                 {DNNL_ARG_VARIANCE, p->variance},
-                                 {DNNL_ARG_SCALE, p->scale},
-                                 {DNNL_ARG_SHIFT, p->shift}});
-      p->strm.wait();
-    };
-    out.backward = [p] {
-      p->back.execute(p->strm, {{DNNL_ARG_SRC, p->src},
-                                {DNNL_ARG_DIFF_DST, p->diffDst},
-                                {DNNL_ARG_MEAN, p->mean},
-                                {DNNL_ARG_VARIANCE, p->variance},
-                                {DNNL_ARG_SCALE, p->scale},
-                                {DNNL_ARG_SHIFT, p->shift},
-                                {DNNL_ARG_DIFF_SRC, p->diffSrc},
-                                {DNNL_ARG_DIFF_SCALE, p->diffScale},
-                                {DNNL_ARG_DIFF_SHIFT, p->diffShift}});
-      p->strm.wait();
-    };
+    out.forwardTrain = [p] { p->forward(p->train); };
+    out.backward = [p] { p->backward(p->back); };
     out.keepAlive = s;
     return true;
   } catch (const dnnl::error &) {

@@ -2,7 +2,8 @@
 #
 #   bin/normc                          the compiler
 #   lib/libnormrt.a                    the runtime
-#   include/normrt/*.h, normrt.hpp     its C ABI, C++ wrapper, module table
+#   include/normrt/*.h, normrt.hpp     its C ABI, C++ wrapper, module table,
+#                                      the kind table (C++)
 #   lib/cmake/normc/                   find_package(normc CONFIG)
 #   lib/pkgconfig/normc.pc             pkg-config --cflags --libs normc
 #   share/normc/python/normrt.py       the ctypes binding
@@ -18,6 +19,7 @@ install(TARGETS normrt EXPORT normcTargets
 install(FILES runtime/include/normrt/normrt.h runtime/include/normrt/normrt.hpp
               runtime/include/normrt/module.h
               runtime/include/normrt/cpu_features.h
+              runtime/include/normrt/kinds.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/normrt)
 install(EXPORT normcTargets NAMESPACE normc:: DESTINATION ${NORMC_CMAKE_DIR})
 

@@ -758,15 +758,33 @@ KernelAlgorithm backward(const KernelConfig &cfg, bool eval) {
   std::vector<Expr> keptPure = el.select(pure, keptAxis);
   std::vector<Expr> paramPure = el.select(pure, paramAxis);
   Expr g = gradAt(pure, true);
+  // The terms of the one pass over x and dy: g and g (x - mean).
+  auto gAndGxmu = [&](const Expr(&at)[kNumAxes]) {
+    Expr gr = A(gradAt(at, false));
+    return Tuple(gr, gr * xmuAt(at));
+  };
+  // dx of per-instance statistics from E_R[g w] and E_R[g w (x - mean)]
+  // per statistic (their sums `first` and `second`).
+  auto instanceDx = [&](Expr first, Expr second) {
+    Func meanGw("mean_gw"), xmuCoeff("xmu_coeff");
+    meanGw(kept) = E(centered ? first / in.count : A.constant(0));
+    xmuCoeff(kept) = E(invstd(kept) * invstd(kept) * second / in.count);
+    dx(el.select(pure, present)) = ioResult(
+        cfg, (g * wE(paramPure) - meanGw(keptPure) -
+              (E(ioValue(cfg, in.x(el.select(pure, present)))) -
+               meanE(keptPure)) *
+                  xmuCoeff(keptPure)) *
+                 invstdE(keptPure));
+    k.channelFuncs = {mean, meanE, invstdE, meanGw, xmuCoeff};
+    k.reductionInputs = {mean, invstd};
+    k.paramFuncs = {wE, bE};
+  };
   if (p.paramsAreStatGroups()) {
     // One pass over x and dy: sum(g) and sum(g (x - mean)) per statistic
     // give dx and, as the weight is constant there, the parameter gradients.
     Func sums = statSum(
         "sum_dy_dyxmu", in, p, A,
-        [&](const Expr(&at)[kNumAxes]) {
-          Expr gr = A(gradAt(at, false));
-          return Tuple(gr, gr * xmuAt(at));
-        },
+        gAndGxmu,
         k);
     gradBias(kept) = cast(cfg.paramType, sums(kept)[0]);
     gradWeight(kept) = cast(cfg.paramType, sums(kept)[1] * invstd(kept));
@@ -799,10 +817,7 @@ KernelAlgorithm backward(const KernelConfig &cfg, bool eval) {
     // backward does (two passes over x and dy, not three).
     Func cells = partialSum(
         "cell_g_gxmu", cellAxis, p, A,
-        [&](const Expr(&at)[kNumAxes]) {
-          Expr gr = A(gradAt(at, false));
-          return Tuple(gr, gr * xmuAt(at));
-        },
+        gAndGxmu,
         k);
     auto cellAt = [&](const Expr(&at)[kNumAxes]) {
       return cells(el.select(at, cellAxis));
@@ -817,18 +832,8 @@ KernelAlgorithm backward(const KernelConfig &cfg, bool eval) {
           return Tuple(w * cellAt(at)[0], w * cellAt(at)[1]);
         },
         k);
-    Func meanGw("mean_gw"), xmuCoeff("xmu_coeff");
-    meanGw(kept) = E(centered ? sums(kept)[0] / in.count : A.constant(0));
-    xmuCoeff(kept) = E(invstd(kept) * invstd(kept) * sums(kept)[1] / in.count);
-    dx(el.select(pure, present)) = ioResult(
-        cfg, (g * wE(paramPure) - meanGw(keptPure) -
-              (E(ioValue(cfg, in.x(el.select(pure, present)))) -
-               meanE(keptPure)) *
-                  xmuCoeff(keptPure)) *
-                 invstdE(keptPure));
-    k.channelFuncs = {mean, meanE, invstdE, sums, meanGw, xmuCoeff};
-    k.reductionInputs = {mean, invstd};
-    k.paramFuncs = {wE, bE};
+    instanceDx(sums(kept)[0], sums(kept)[1]);
+    k.channelFuncs.push_back(sums);
     if (cfg.affine) {
       Func psums = cellReduce(
           "sum_g_gxhat", paramAxis, p, A,
@@ -852,19 +857,10 @@ KernelAlgorithm backward(const KernelConfig &cfg, bool eval) {
           return centered ? Tuple(gw, gw * xmuAt(at)) : Tuple(gw * xmuAt(at));
         },
         k);
-    Func meanGw("mean_gw"), xmuCoeff("xmu_coeff");
-    meanGw(kept) = E(centered ? sums(kept)[0] / in.count : A.constant(0));
-    Expr second = centered ? Expr(sums(kept)[1]) : Expr(sums(kept));
-    xmuCoeff(kept) = E(invstd(kept) * invstd(kept) * second / in.count);
-    dx(el.select(pure, present)) = ioResult(
-        cfg, (g * wE(paramPure) - meanGw(keptPure) -
-              (E(ioValue(cfg, in.x(el.select(pure, present)))) -
-               meanE(keptPure)) *
-                  xmuCoeff(keptPure)) *
-                 invstdE(keptPure));
-    k.channelFuncs = {mean, meanE, invstdE, meanGw, xmuCoeff};
-    k.reductionInputs = {mean, invstd};
-    k.paramFuncs = {wE, bE};
+    if (centered)
+      instanceDx(sums(kept)[0], sums(kept)[1]);
+    else
+      instanceDx(Expr(), sums(kept));
     if (cfg.affine) {
       Func psums = paramSum(
           "sum_g_gxhat", p, A,

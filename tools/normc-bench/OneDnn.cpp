@@ -24,6 +24,11 @@ struct Tensors {
   memory src, dst, mean, variance, scale, shift, diffDst, diffSrc, diffScale,
       diffShift;
 
+  /// The tensors of `data`'s shape, statistics of `stat`'s and scale and
+  /// shift of `param`'s, filled with values around 1.
+  void allocate(const memory::desc &data, const memory::desc &stat,
+                const memory::desc &param);
+
   void forward(const primitive &p) {
     p.execute(strm, {{DNNL_ARG_SRC, src},
                      {DNNL_ARG_DST, dst},
@@ -60,6 +65,19 @@ memory filled(const memory::desc &md, const engine &eng, float value) {
     p[i] = value + float(i % 7) * 0.25f;
   return m;
 }
+void Tensors::allocate(const memory::desc &data, const memory::desc &stat,
+                       const memory::desc &param) {
+  src = filled(data, eng, 1.0f);
+  dst = filled(data, eng, 0.0f);
+  diffDst = filled(data, eng, 0.5f);
+  diffSrc = filled(data, eng, 0.0f);
+  mean = filled(stat, eng, 0.0f);
+  variance = filled(stat, eng, 1.0f);
+  scale = filled(param, eng, 1.0f);
+  shift = filled(param, eng, 0.0f);
+  diffScale = filled(param, eng, 0.0f);
+  diffShift = filled(param, eng, 0.0f);
+}
 } // namespace
 
 bool makeOneDnnKernels(const OneDnnCase &shape, OneDnnKernels &out) {
@@ -86,16 +104,7 @@ bool makeOneDnnKernels(const OneDnnCase &shape, OneDnnKernels &out) {
     s->infer = batch_normalization_forward(inferPd);
     s->back = batch_normalization_backward(backPd);
 
-    s->src = filled(data, s->eng, 1.0f);
-    s->dst = filled(data, s->eng, 0.0f);
-    s->diffDst = filled(data, s->eng, 0.5f);
-    s->diffSrc = filled(data, s->eng, 0.0f);
-    s->mean = filled(channel, s->eng, 0.0f);
-    s->variance = filled(channel, s->eng, 1.0f);
-    s->scale = filled(channel, s->eng, 1.0f);
-    s->shift = filled(channel, s->eng, 0.0f);
-    s->diffScale = filled(channel, s->eng, 0.0f);
-    s->diffShift = filled(channel, s->eng, 0.0f);
+    s->allocate(data, channel, channel);
 
     State *p = s.get();
     out.forwardTrain = [p] { p->forward(p->train); };
@@ -129,16 +138,7 @@ bool makeOneDnnLayerNorm(int64_t rows, int64_t features, OneDnnKernels &out) {
         {prop_kind::backward, data, data, stat, eps, flags}, s->eng, trainPd);
     s->train = layer_normalization_forward(trainPd);
     s->back = layer_normalization_backward(backPd);
-    s->src = filled(data, s->eng, 1.0f);
-    s->dst = filled(data, s->eng, 0.0f);
-    s->diffDst = filled(data, s->eng, 0.5f);
-    s->diffSrc = filled(data, s->eng, 0.0f);
-    s->mean = filled(stat, s->eng, 0.0f);
-    s->variance = filled(stat, s->eng, 1.0f);
-    s->scale = filled(param, s->eng, 1.0f);
-    s->shift = filled(param, s->eng, 0.0f);
-    s->diffScale = filled(param, s->eng, 0.0f);
-    s->diffShift = filled(param, s->eng, 0.0f);
+    s->allocate(data, stat, param);
     LnState *p = s.get();
     out.forwardTrain = [p] { p->forward(p->train); };
     out.backward = [p] { p->backward(p->back); };

@@ -234,8 +234,7 @@ struct TensorInput {
   /// a channel-blocked schedule that writes the channel's output first to
   /// last then starts on the images it read last, which are the ones still
   /// in the core's cache (schedules/CpuPlanar.cpp).
-  void at(const schedules::KernelStages &k, const ReductionPlan &p,
-          Expr (&out)[kNumAxes]) const {
+  void at(const schedules::KernelStages &k, Expr (&out)[kNumAxes]) const {
     for (int a = 0; a < kNumAxes; ++a) {
       if (rdim[a] < 0) {
         out[a] = k.var(Axis(a));
@@ -244,7 +243,6 @@ struct TensorInput {
       Expr rv = r[rdim[a]];
       out[a] = Axis(a) == N ? k.batch - 1 - rv : rv;
     }
-    (void)p;
   }
 };
 
@@ -269,7 +267,7 @@ Func statSum(const std::string &name, const TensorInput &in,
   Func f(name);
   std::vector<Var> vars = axisVars(k, p, keptAxis);
   Expr at[kNumAxes];
-  in.at(k, p, at);
+  in.at(k, at);
   defineSum(f, vars, value(at), A);
   k.reductions.push_back({f, in.r, vars, false});
   return f;

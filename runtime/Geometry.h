@@ -47,13 +47,12 @@ int paramDims(const kinds::ReductionPlan &plan, int64_t numFeatures,
 /// "[2, 3, 4]".
 std::string shapeString(const int64_t *shape, int ndim);
 
-/// Maps input `x` of a layer of `desc` onto its view; on failure returns
-/// false with PyTorch's message in `error`. `training` is whether the call
-/// normalizes with batch statistics (some kinds need more than one value
-/// per statistic then).
-bool mapInput(const normrt_layer_desc *desc, const kinds::Kind &kind,
-              const normrt_tensor *x, bool batchStats, Geometry &g,
-              std::string &error);
+/// Maps input `x` of a layer of `desc` onto its view. Returns 0, or 1 with
+/// PyTorch's message as the thread's error (normrt_last_error). `batchStats`
+/// is whether the call normalizes with batch statistics (some kinds need
+/// more than one value per statistic then).
+int mapInput(const normrt_layer_desc *desc, const kinds::Kind &kind,
+             const normrt_tensor *x, bool batchStats, Geometry &g);
 
 } // namespace normrt
 

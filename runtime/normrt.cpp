@@ -131,11 +131,10 @@ struct normrt_layer {
   StateBuffer weight, bias, runningMean, runningVar, counter, saveMean,
       saveInvstd;
   /// The last successful forward, which backward differentiates (as
-  /// autograd does): the shape of its input (empty before any forward)
-  /// and whether it normalized with batch statistics (then
-  /// save_mean/save_invstd are its statistics).
+  /// autograd does): the shape of its input (empty before any forward;
+  /// every kind's input has a dimension) and whether it normalized with
+  /// batch statistics (then save_mean/save_invstd are its statistics).
   std::vector<int64_t> forwardShape;
-  bool hadForward = false;
   bool forwardUsedBatchStats = false;
   // Scratch written by kernels and committed on success.
   StateBuffer newMean, newInvstd, newVar, newRunningMean, newRunningVar,
@@ -594,9 +593,8 @@ int checkInput(const normrt_layer *layer, const normrt_tensor *x,
   const normrt_layer_desc *d = layer->desc;
   if (checkTensorBasics(layer, x, what, d->dtype))
     return 1;
-  std::string error;
-  if (!normrt::mapInput(d, *layer->kind, x, batchStats, g, error))
-    return fail("%s", error.c_str());
+  if (normrt::mapInput(d, *layer->kind, x, batchStats, g))
+    return 1;
   if (!x->data)
     return fail("%s has no data (NULL pointer)", what);
   return checkLayout(layer, x, what, featureDim(layer, x));
@@ -674,7 +672,6 @@ int checkParamTensor(const normrt_layer *layer, const normrt_tensor *t,
 /// Remembers a successful forward for backward.
 void recordForward(normrt_layer *layer, const normrt_tensor *x,
                    bool batchStats) {
-  layer->hadForward = true;
   layer->forwardUsedBatchStats = batchStats;
   layer->forwardShape.assign(x->shape, x->shape + x->ndim);
 }
@@ -783,13 +780,13 @@ normrt_layer *normrt_layer_create(const char *name, const char *target) {
     if (desc->bias)
       layer->bias.init(c, p, 0.0);
   }
+  layer->gradWeight.init(c, p, 0.0);
+  layer->gradBias.init(c, p, 0.0);
+  // Weight, bias and their gradients have the parameters' dimensions.
   for (StateBuffer *s : {&layer->weight, &layer->bias, &layer->gradWeight,
-                         &layer->gradBias}) {
-    if (s == &layer->gradWeight || s == &layer->gradBias)
-      s->init(c, p, 0.0);
+                         &layer->gradBias})
     if (!s->empty())
       s->halide.set(s->host.data(), p, paramDims, numParamDims);
-  }
   if (desc->track_running_stats) {
     layer->runningMean.init(c, p, 0.0);
     layer->runningVar.init(c, p, 1.0);
@@ -1031,7 +1028,7 @@ int normrt_layer_backward_args(normrt_layer *layer,
     return 1;
   // Backward differentiates the last forward: its mode and statistics, not
   // the layer's mode now (eval() between the two changes nothing here).
-  if (!layer->hadForward)
+  if (layer->forwardShape.empty())
     return fail("layer '%s': backward needs a forward call first (it "
                 "differentiates the last forward, with that forward's "
                 "statistics)",

@@ -131,8 +131,13 @@ void scheduleSmall(Func f, int V, bool root) {
   if (root)
     f.compute_root();
   std::vector<Var> args = f.args();
-  if (!args.empty())
-    f.vectorize(args.front(), V, TailStrategy::GuardWithIf);
+  if (args.empty())
+    return;
+  // Every stage: the small reductions of the per-cell sums (InstanceNorm's
+  // backward) have an update, vectorized the same way.
+  f.vectorize(args.front(), V, TailStrategy::GuardWithIf);
+  for (int i = 0; i < f.num_update_definitions(); ++i)
+    f.update(i).vectorize(args.front(), V, TailStrategy::GuardWithIf);
 }
 
 } // namespace

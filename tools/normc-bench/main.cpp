@@ -505,14 +505,14 @@ int drawChart(const std::vector<Row> &rows, const std::string &png) {
 struct HostTensor {
   Block block;
   normrt_tensor t{};
-  HostTensor(const std::vector<int64_t> &shape, bool channelsLast)
+  /// Zero strides: dense in the layer's layout.
+  explicit HostTensor(const std::vector<int64_t> &shape)
       : block(bytesOf(shape)) {
     t.data = block.data;
     t.ndim = int32_t(shape.size());
     for (size_t i = 0; i < shape.size(); ++i)
       t.shape[i] = shape[i];
     t.dtype = NORMRT_FLOAT32;
-    (void)channelsLast; // zero strides: dense in the layer's layout
     fillTensor(block.data, NORMRT_FLOAT32, elements(shape));
   }
   static int64_t elements(const std::vector<int64_t> &shape) {
@@ -606,9 +606,8 @@ std::vector<Row> familyRows(int tasks) {
     normrt_layer *layer = createLayer(c.layer);
     normrt_layer_info info;
     check(normrt_layer_get_info(layer, &info), "normrt_layer_get_info");
-    bool cl = info.channels_last;
-    HostTensor x(c.shape, cl), y(c.shape, cl), z(c.shape, cl), dy(c.shape, cl),
-        dx(c.shape, cl), dz(c.shape, cl), u(c.shape, cl);
+    HostTensor x(c.shape), y(c.shape), z(c.shape), dy(c.shape), dx(c.shape),
+        dz(c.shape), u(c.shape);
     size_t bytes = HostTensor::bytesOf(c.shape);
     int64_t count = HostTensor::elements(c.shape);
     std::string name = shapeName(c.shape);

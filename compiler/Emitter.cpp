@@ -16,10 +16,14 @@
 #include "compiler/Emitter.h"
 #include "compiler/Support.h"
 #include "compiler/KernelCache.h"
+#include "compiler/KernelObject.h"
 #include "compiler/ModuleFiles.h"
 #include "compiler/ModulePlan.h"
 
 #include "llvm/ADT/ScopeExit.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/IR/LLVMContext.h"
+#include "llvm/IR/Module.h"
 #include "llvm/Object/ArchiveWriter.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FileUtilities.h"
@@ -70,12 +74,26 @@ Halide::Module lowerKernel(const PlannedKernel &kernel,
                                     kernelTarget(target));
 }
 
+/// The LLVM module of one kernel variant, with its streaming copy where the
+/// kernel has one.
+llvm::Expected<std::unique_ptr<llvm::Module>>
+lowerToLLVM(const PlannedKernel &kernel, const Halide::Target &target,
+            const std::string &function, llvm::LLVMContext &context) {
+  try {
+    return lowerKernelToLLVM(lowerKernel(kernel, target, function), function,
+                             kernel.streamingBuffers, context);
+  } catch (const Halide::Error &e) {
+    return makeError("Halide failed to compile " + function + ": " + e.what());
+  }
+}
+
 /// Everything that decides the object code of one kernel variant.
 std::string variantKey(const PlannedKernel &kernel,
                        const Halide::Target &target,
                        const std::string &function) {
   std::string key = function + "|" + kernel.config.key() + "|" +
-                    kernelTarget(target).to_string();
+                    kernelTarget(target).to_string() + "|streaming=" +
+                    llvm::join(kernel.streamingBuffers, ",");
   const AutoscheduleOptions &a = kernel.autoschedule;
   if (a.enabled()) {
     key += "|autoschedule=" + a.name + "," + a.plugin + "," + a.machineParams;
@@ -142,13 +160,12 @@ llvm::Error runJob(const ModulePlan &plan, const CompileJob &job,
       return llvm::Error::success();
     }
   }
-  try {
-    Halide::Module module = lowerKernel(kernel, target, job.function);
-    module.compile({{Halide::OutputFileType::object, job.object}});
-  } catch (const Halide::Error &e) {
-    return makeError("Halide failed to compile " + job.function + ": " +
-                     e.what());
-  }
+  llvm::LLVMContext context;
+  auto module = lowerToLLVM(kernel, target, job.function, context);
+  if (!module)
+    return module.takeError();
+  if (llvm::Error error = writeKernelObject(**module, job.object))
+    return error;
   if (cache)
     llvm::consumeError(cache->store(key, job.object)); // a cache is optional
   return llvm::Error::success();
@@ -299,6 +316,31 @@ llvm::Error linkShared(const EmitOptions &options, const std::string &archive,
   return llvm::Error::success();
 }
 
+/// Halide's lowered statement of one kernel variant, into `text`.
+llvm::Error lowerStmt(const PlannedKernel &kernel, const Halide::Target &target,
+                      const std::string &function, std::string &text) {
+  llvm::SmallString<128> tmp;
+  if (std::error_code ec =
+          llvm::sys::fs::createTemporaryFile("normc", "stmt", tmp))
+    return makeError("cannot create a temporary file: " + ec.message());
+  llvm::sys::RemoveFileOnSignal(tmp);
+  auto remove = llvm::make_scope_exit([&] {
+    llvm::sys::fs::remove(tmp);
+    llvm::sys::DontRemoveFileOnSignal(tmp);
+  });
+  try {
+    lowerKernel(kernel, target, function)
+        .compile({{Halide::OutputFileType::stmt, tmp.str().str()}});
+  } catch (const Halide::Error &e) {
+    return makeError("Halide failed to compile " + function + ": " + e.what());
+  }
+  auto read = llvm::MemoryBuffer::getFile(tmp);
+  if (!read)
+    return makeError("cannot read the lowered statement of " + function);
+  text = (*read)->getBuffer().str();
+  return llvm::Error::success();
+}
+
 llvm::Expected<ModulePlan> planFor(ModuleOp module,
                                    const EmitOptions &options) {
   if (options.autoschedule.enabled())
@@ -338,44 +380,31 @@ llvm::Error normc::emitHeader(ModuleOp module, const EmitOptions &options,
   return llvm::Error::success();
 }
 
-llvm::Error normc::emitStmt(ModuleOp module, const EmitOptions &options,
-                            llvm::raw_ostream &os) {
+llvm::Error normc::emitKernelText(ModuleOp module, const EmitOptions &options,
+                                  KernelText text, llvm::raw_ostream &os) {
   auto plan = planFor(module, options);
   if (!plan)
     return plan.takeError();
   for (const PlannedKernel &kernel : plan->kernels) {
     const PlannedTarget &target = plan->targets[kernel.target];
     for (size_t v = 0; v < target.variants.size(); ++v) {
-      llvm::SmallString<128> tmp;
-      if (std::error_code ec =
-              llvm::sys::fs::createTemporaryFile("normc", "stmt", tmp))
-        return makeError("cannot create a temporary file: " + ec.message());
-      llvm::sys::RemoveFileOnSignal(tmp);
       std::string function = plan->variantFunction(kernel, v);
-      std::unique_ptr<llvm::MemoryBuffer> text;
-      {
-        auto remove = llvm::make_scope_exit([&] {
-          llvm::sys::fs::remove(tmp);
-          llvm::sys::DontRemoveFileOnSignal(tmp);
-        });
-        try {
-          lowerKernel(kernel, target.variants[v], function)
-              .compile({{Halide::OutputFileType::stmt, tmp.str().str()}});
-        } catch (const Halide::Error &e) {
-          return makeError("Halide failed to compile " + function + ": " +
-                           e.what());
-        }
-        auto read = llvm::MemoryBuffer::getFile(tmp);
-        if (!read)
-          return makeError("cannot read the lowered statement of " + function);
-        text = std::move(*read);
+      std::string printed;
+      if (text == KernelText::LLVM) {
+        llvm::LLVMContext context;
+        auto lowered = lowerToLLVM(kernel, target.variants[v], function, context);
+        if (!lowered)
+          return lowered.takeError();
+        llvm::raw_string_ostream out(printed);
+        (*lowered)->print(out, nullptr);
+      } else if (llvm::Error error =
+                     lowerStmt(kernel, target.variants[v], function, printed)) {
+        return error;
       }
-      // The temporary is gone before anything is printed (a closed pipe
-      // ends the process here).
       os << "// kernel " << function << " ("
          << norm::stringifyKernelKind(kernel.config.kind) << ", target "
          << target.variants[v].to_string() << ")\n"
-         << text->getBuffer() << "\n";
+         << printed << "\n";
     }
   }
   return llvm::Error::success();

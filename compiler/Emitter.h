@@ -62,9 +62,16 @@ llvm::Error emitLibrary(mlir::ModuleOp module, const EmitOptions &options);
 llvm::Error emitHeader(mlir::ModuleOp module, const EmitOptions &options,
                        llvm::raw_ostream &os);
 
-/// Prints Halide's lowered statement of every (deduplicated) kernel.
-llvm::Error emitStmt(mlir::ModuleOp module, const EmitOptions &options,
-                     llvm::raw_ostream &os);
+/// What emitKernelText prints of each kernel variant.
+enum class KernelText {
+  Stmt, ///< Halide's lowered statement
+  LLVM  ///< the LLVM IR normc emits objects from: Halide's module after
+        ///< normc's passes, with the streaming variant where there is one
+};
+
+/// Prints every (deduplicated) kernel variant as `text` says.
+llvm::Error emitKernelText(mlir::ModuleOp module, const EmitOptions &options,
+                           KernelText text, llvm::raw_ostream &os);
 
 } // namespace normc
 

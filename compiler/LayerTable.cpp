@@ -12,6 +12,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "compiler/KernelObject.h"
 #include "compiler/ModuleFiles.h"
 #include "compiler/Support.h"
 #include "runtime/include/normrt/module.h"
@@ -110,9 +111,12 @@ constexpr Field kVariantFields[] = {
     NORMRT_FIELD(normrt_kernel_variant, cpu_features, Pointer),
 };
 static_assert(offsetof(normrt_kernel_variant, kernels) == 16 &&
+                  offsetof(normrt_kernel_variant, streaming_kernels) ==
+                      16 + NORMRT_KERNEL_COUNT * sizeof(void *) &&
                   sizeof(normrt_kernel_variant) ==
-                      16 + NORMRT_KERNEL_COUNT * sizeof(void *),
-              "normrt_kernel_variant: two strings, then the kernels");
+                      16 + 2 * NORMRT_KERNEL_COUNT * sizeof(void *),
+              "normrt_kernel_variant: two strings, the kernels, then their "
+              "streaming variants");
 
 constexpr Field kModuleFields[] = {
     NORMRT_FIELD(normrt_module, abi_version, I32),
@@ -244,7 +248,8 @@ llvm::Error normc::writeLayerTableObject(const ModulePlan &plan,
   llvm::ArrayType *kernelArray =
       llvm::ArrayType::get(b.i8p, NORMRT_KERNEL_COUNT);
   llvm::StructType *variantType =
-      b.structType(kVariantFields, {kernelArray}, "normrt_kernel_variant");
+      b.structType(kVariantFields, {kernelArray, kernelArray},
+                   "normrt_kernel_variant");
   llvm::StructType *signatureType =
       b.structType(kSignatureFields, {}, "normrt_kernel_signature");
   llvm::StructType *descType =
@@ -259,17 +264,26 @@ llvm::Error normc::writeLayerTableObject(const ModulePlan &plan,
     const PlannedTarget &target = plan.targets[layer.target];
     std::vector<llvm::Constant *> variants;
     for (size_t v = 0; v < target.variants.size(); ++v) {
-      std::vector<llvm::Constant *> kernels;
-      for (int index : layer.kernel)
-        kernels.push_back(
-            index < 0 ? b.null()
-                      : b.function(plan.variantFunction(plan.kernels[index], v) +
-                                   "_argv"));
+      std::vector<llvm::Constant *> kernels, streaming;
+      for (int index : layer.kernel) {
+        if (index < 0) {
+          kernels.push_back(b.null());
+          streaming.push_back(b.null());
+          continue;
+        }
+        const PlannedKernel &kernel = plan.kernels[index];
+        std::string function = plan.variantFunction(kernel, v);
+        kernels.push_back(b.function(function + "_argv"));
+        streaming.push_back(kernel.streamingBuffers.empty()
+                                ? b.null()
+                                : b.function(function + kStreamingSuffix +
+                                             "_argv"));
+      }
       variants.push_back(llvm::ConstantStruct::get(
-          variantType,
-          {b.string(target.variants[v].to_string()),
-           b.string(llvm::join(target.cpuFeatures[v], ",")),
-           llvm::ConstantArray::get(kernelArray, kernels)}));
+          variantType, {b.string(target.variants[v].to_string()),
+                        b.string(llvm::join(target.cpuFeatures[v], ",")),
+                        llvm::ConstantArray::get(kernelArray, kernels),
+                        llvm::ConstantArray::get(kernelArray, streaming)}));
     }
     auto *variantArrayType = llvm::ArrayType::get(variantType, variants.size());
     llvm::Constant *variantArray = b.global(

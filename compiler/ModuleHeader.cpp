@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "compiler/KernelObject.h"
 #include "compiler/ModuleFiles.h"
 
 #include "llvm/Support/Format.h"
@@ -119,10 +120,14 @@ std::string normc::moduleHeaderText(const ModulePlan &plan,
       std::string function = plan.variantFunction(kernel, v);
       if (target.variants.size() > 1)
         os << "/*   for " << target.variants[v].to_string() << " */\n";
-      os << "int " << function << "(" << params << ");\n"
-         << "int " << function << "_argv(void **args);\n"
-         << "const struct halide_filter_metadata_t *" << function
-         << "_metadata(void);\n";
+      std::vector<std::string> names = {function};
+      if (!kernel.streamingBuffers.empty())
+        names.push_back(function + kStreamingSuffix);
+      for (const std::string &name : names)
+        os << "int " << name << "(" << params << ");\n"
+           << "int " << name << "_argv(void **args);\n"
+           << "const struct halide_filter_metadata_t *" << name
+           << "_metadata(void);\n";
     }
     os << "\n";
   }

@@ -172,6 +172,14 @@ normc::makeModulePlan(ModuleOp module, const std::string &moduleName,
       kernelPlan.target = target->second;
       kernelPlan.autoschedule = autoschedule;
       kernelPlan.roles = kernelSignature(config);
+      const int32_t tensorOutputs[] = {NORMRT_ARG_Y, NORMRT_ARG_GRAD_INPUT,
+                                       NORMRT_ARG_GRAD_RESIDUAL};
+      if (planned.device == NORMRT_DEVICE_HOST)
+        for (int32_t role : kernelPlan.roles)
+          if ((role & NORMRT_ARG_OUTPUT) &&
+              llvm::is_contained(tensorOutputs, role & ~NORMRT_ARG_OUTPUT))
+            kernelPlan.streamingBuffers.push_back(
+                normrt_arg_role_name(role));
       plan.kernels.push_back(std::move(kernelPlan));
     }
     int index = found.first->second;

@@ -49,6 +49,10 @@ struct PlannedKernel {
   /// The kernel's arguments after the user context (normrt_arg_role), for
   /// the layer table's signatures.
   std::vector<int32_t> roles;
+  /// The outputs whose stores the kernel's streaming variant makes
+  /// non-temporal (StreamingStores.h): its whole-tensor outputs on a CPU
+  /// target; empty when the kernel has no streaming variant.
+  std::vector<std::string> streamingBuffers;
   /// Set when a Halide autoscheduler, not normc, schedules the kernel.
   AutoscheduleOptions autoschedule;
 };

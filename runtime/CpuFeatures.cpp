@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <vector>
 
@@ -97,4 +98,33 @@ std::string normrt::missingCpuFeatures(const char *list) {
     if (!cpuHasFeature(name))
       missing += (missing.empty() ? "" : ",") + name;
   return missing;
+}
+
+int64_t normrt::lastLevelCacheBytes() {
+  // index0..N describe CPU 0's caches; sizes read like "32768K".
+  int bestLevel = 0;
+  int64_t bestBytes = 0;
+  for (int index = 0; index < 16; ++index) {
+    std::string dir =
+        "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index) + "/";
+    std::ifstream levelFile(dir + "level"), sizeFile(dir + "size");
+    int level = 0;
+    std::string size;
+    if (!(levelFile >> level) || !(sizeFile >> size) || size.empty())
+      continue;
+    char *end = nullptr;
+    long long value = std::strtoll(size.c_str(), &end, 10);
+    int64_t bytes = value;
+    if (*end == 'K')
+      bytes = value << 10;
+    else if (*end == 'M')
+      bytes = value << 20;
+    else if (*end == 'G')
+      bytes = value << 30;
+    if (level > bestLevel || (level == bestLevel && bytes > bestBytes)) {
+      bestLevel = level;
+      bestBytes = bytes;
+    }
+  }
+  return bestBytes;
 }

@@ -10,6 +10,7 @@
 #ifndef NORMRT_CPUFEATURES_H
 #define NORMRT_CPUFEATURES_H
 
+#include <cstdint>
 #include <string>
 
 namespace normrt {
@@ -22,6 +23,11 @@ bool cpuHasFeature(const std::string &name);
 /// The features of `list` (comma-separated) this CPU lacks, comma-separated;
 /// "" when it has all of them.
 std::string missingCpuFeatures(const char *list);
+
+/// The size of the last-level cache CPU 0 reaches, from Linux's sysfs
+/// (/sys/devices/system/cpu/cpu0/cache/index*/): the size of its highest
+/// level; 0 when the system does not say.
+int64_t lastLevelCacheBytes();
 
 } // namespace normrt
 

@@ -13,6 +13,8 @@
 #include "normrt/normrt.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -152,3 +154,35 @@ const char *normrt_layer_name_at(int index, const char **target) {
 }
 
 } // extern "C"
+
+namespace {
+
+/// Where a CPU reports no last-level cache: the L3 of one core complex of
+/// the larger x86 server parts (32 MiB), so that tensors of 100 MB and more
+/// stream and ResNet-sized activations do not.
+constexpr int64_t kDefaultStreamingThresholdBytes = int64_t(32) << 20;
+
+int64_t defaultStreamingThreshold() {
+  if (const char *env = std::getenv("NORMRT_STREAMING_THRESHOLD")) {
+    char *end = nullptr;
+    long long value = std::strtoll(env, &end, 10);
+    if (end != env && *end == '\0' && value >= 0)
+      return value;
+  }
+  int64_t cache = normrt::lastLevelCacheBytes();
+  return cache > 0 ? cache : kDefaultStreamingThresholdBytes;
+}
+
+std::atomic<int64_t> &streamingThreshold() {
+  static std::atomic<int64_t> threshold{defaultStreamingThreshold()};
+  return threshold;
+}
+
+} // namespace
+
+int64_t normrt_set_streaming_threshold(int64_t bytes) {
+  return streamingThreshold().exchange(bytes < 0 ? defaultStreamingThreshold()
+                                                 : bytes);
+}
+
+int64_t normrt_streaming_threshold(void) { return streamingThreshold(); }

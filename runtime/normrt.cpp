@@ -376,10 +376,29 @@ struct Bindings {
   void *out[NORMRT_ARG_ROLE_COUNT] = {};
 };
 
-/// Calls kernel `kind` of the layer with the arguments its signature lists.
+/// The bytes of the tensors bound for one call (inputs and outputs of the
+/// tensor's shape), which decide whether a kernel's streaming variant runs.
+int64_t tensorBytes(const Bindings &bound) {
+  int64_t bytes = 0;
+  for (int32_t role : {NORMRT_ARG_X, NORMRT_ARG_RESIDUAL, NORMRT_ARG_GRAD_OUTPUT})
+    if (auto *b = static_cast<const halide_buffer_t *>(bound.in[role]))
+      bytes += int64_t(b->size_in_bytes());
+  for (int32_t role : {NORMRT_ARG_Y, NORMRT_ARG_GRAD_INPUT,
+                       NORMRT_ARG_GRAD_RESIDUAL})
+    if (auto *b = static_cast<const halide_buffer_t *>(bound.out[role]))
+      bytes += int64_t(b->size_in_bytes());
+  return bytes;
+}
+
+/// Calls kernel `kind` of the layer with the arguments its signature lists:
+/// its streaming variant when the call's tensors exceed the streaming
+/// threshold (normrt_set_streaming_threshold).
 int callKernel(normrt_layer *layer, normrt_kernel_kind kind,
                const Bindings &bound) {
   normrt_kernel_fn fn = layer->variant->kernels[kind];
+  if (normrt_kernel_fn streaming = layer->variant->streaming_kernels[kind])
+    if (tensorBytes(bound) > normrt_streaming_threshold())
+      fn = streaming;
   const normrt_kernel_signature &sig = layer->desc->signatures[kind];
   if (!fn)
     return fail("layer '%s' has no kernel of kind %d", layer->desc->name,

@@ -38,7 +38,7 @@ using namespace normc;
 namespace cl = llvm::cl;
 
 namespace {
-enum class Emit { AST, MLIR, Kernels, Stmt, Header, Lib };
+enum class Emit { AST, MLIR, Kernels, Stmt, LLVM, Header, Lib };
 
 enum ExitCode { kOk = 0, kSpecError = 1, kUsageError = 2, kCodegenError = 3 };
 
@@ -63,6 +63,9 @@ cl::opt<Emit> emitAction(
                           "the norm dialect after norm-expand-kernels"),
                clEnumValN(Emit::Stmt, "stmt",
                           "Halide's lowered statement of every kernel"),
+               clEnumValN(Emit::LLVM, "llvm",
+                          "the LLVM IR of every kernel after normc's "
+                          "passes (with its streaming variant)"),
                clEnumValN(Emit::Header, "header", "the generated C header"),
                clEnumValN(Emit::Lib, "lib",
                           "write <module>.a and <module>.h (default)")),
@@ -255,7 +258,7 @@ int main(int argc, char **argv) {
           "  normc SPEC.norm -o DIR      writes DIR/<module>.a and "
           "DIR/<module>.h\n"
           "  normc SPEC.norm --emit=mlir prints a stage (ast, mlir, kernels, "
-          "stmt, header)\n\n"
+          "stmt, llvm, header)\n\n"
           "Exit codes: 1 errors in the spec, 2 usage or I/O errors, 3 code "
           "generation failures.\n",
           &llvm::errs()))
@@ -403,7 +406,11 @@ int main(int argc, char **argv) {
 
   switch (emitAction) {
   case Emit::Stmt:
-    if (llvm::Error error = emitStmt(*module, options, llvm::outs()))
+  case Emit::LLVM:
+    if (llvm::Error error = emitKernelText(
+            *module, options,
+            emitAction == Emit::Stmt ? KernelText::Stmt : KernelText::LLVM,
+            llvm::outs()))
       return reportError(std::move(error), kCodegenError);
     return kOk;
   case Emit::Header:

@@ -48,7 +48,7 @@
 extern "C" {
 #endif
 
-#define NORMRT_MODULE_ABI_VERSION 6
+#define NORMRT_MODULE_ABI_VERSION 7
 
 typedef enum {
   NORMRT_KERNEL_FORWARD_TRAIN = 0,
@@ -122,6 +122,11 @@ typedef struct normrt_kernel_variant {
    * code may use; "" when it needs none of them. */
   const char *cpu_features;
   normrt_kernel_fn kernels[NORMRT_KERNEL_COUNT]; /* NULL where not needed */
+  /* The same kernels with non-temporal (streaming) stores of their
+   * whole-tensor outputs (y, grad_input, grad_residual), for tensors larger
+   * than the last-level cache; NULL where a kernel has no such variant
+   * (GPU targets, update_stats). Same arguments and results. */
+  normrt_kernel_fn streaming_kernels[NORMRT_KERNEL_COUNT];
 } normrt_kernel_variant;
 
 /* Field order keeps every member naturally aligned without padding surprises:

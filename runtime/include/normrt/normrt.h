@@ -123,6 +123,20 @@ int normrt_register_module(const struct normrt_module *module);
  * honours HL_NUM_THREADS). Returns the previous setting. */
 int normrt_set_num_threads(int threads);
 
+/* CPU layers have, besides their kernels, streaming variants of the kernels
+ * that write whole tensors (forward, backward): their outputs are written
+ * with non-temporal stores, which skip the cache. That pays when the
+ * tensors of a call do not fit the last-level cache and costs when they do,
+ * so normrt runs a streaming variant only when the tensors one kernel reads
+ * and writes (x, residual, grad_output, y, grad_input, grad_residual)
+ * together exceed this many bytes. The default is the size of this CPU's
+ * last-level cache (as Linux reports it for CPU 0; 32 MiB where it reports
+ * none), or NORMRT_STREAMING_THRESHOLD (bytes) when set. 0 streams every
+ * call; INT64_MAX none. A negative value restores the default. Returns the
+ * previous threshold. Results are the same either way. */
+int64_t normrt_set_streaming_threshold(int64_t bytes);
+int64_t normrt_streaming_threshold(void);
+
 /* CUDA layers: run this layer's kernels in `context` (a CUcontext; NULL
  * keeps the layer's) on `stream` (a CUstream; NULL is the context's default
  * stream), e.g. PyTorch's current context and stream, so that the kernels

@@ -1,7 +1,8 @@
 //===- OneDnn.cpp - oneDNN's batch normalization, timed the same way ------===//
 //
 // Builds oneDNN 2.6 batch_normalization primitives (scale and shift on, as an
-// affine BatchNorm) for a 4-D tensor N x C x S x 1 in nchw or nhwc order.
+// affine BatchNorm) for a 4-D f32 or bf16 tensor N x C x S x 1 in nchw or
+// nhwc order.
 //
 //===----------------------------------------------------------------------===//
 
@@ -9,6 +10,7 @@
 
 #include "oneapi/dnnl/dnnl.hpp"
 
+#include <cstring>
 #include <vector>
 
 using namespace dnnl;
@@ -59,10 +61,18 @@ struct State : Tensors {
 
 memory filled(const memory::desc &md, const engine &eng, float value) {
   memory m(md, eng);
-  float *p = static_cast<float *>(m.get_data_handle());
-  size_t count = md.get_size() / sizeof(float);
-  for (size_t i = 0; i < count; ++i)
-    p[i] = value + float(i % 7) * 0.25f;
+  bool bf16 = md.data_type() == memory::data_type::bf16;
+  size_t count = md.get_size() / (bf16 ? 2 : 4);
+  for (size_t i = 0; i < count; ++i) {
+    float v = value + float(i % 7) * 0.25f;
+    if (bf16) {
+      uint32_t bits;
+      std::memcpy(&bits, &v, 4);
+      static_cast<uint16_t *>(m.get_data_handle())[i] = uint16_t(bits >> 16);
+    } else {
+      static_cast<float *>(m.get_data_handle())[i] = v;
+    }
+  }
   return m;
 }
 void Tensors::allocate(const memory::desc &data, const memory::desc &stat,
@@ -84,7 +94,9 @@ bool makeOneDnnKernels(const OneDnnCase &shape, OneDnnKernels &out) {
   try {
     auto s = std::make_shared<State>();
     memory::dims dims = {shape.n, shape.c, shape.spatial, 1};
-    memory::desc data(dims, memory::data_type::f32,
+    memory::desc data(dims,
+                      shape.bf16 ? memory::data_type::bf16
+                                 : memory::data_type::f32,
                       shape.channelsLast ? memory::format_tag::nhwc
                                          : memory::format_tag::nchw);
     memory::desc channel({shape.c}, memory::data_type::f32,

@@ -1,8 +1,8 @@
 //===- OneDnn.h - oneDNN's batch normalization, timed the same way -*- C++ -*-===//
 //
 // The incumbent normc-bench compares against: oneDNN's batch_normalization
-// primitives for f32 NCHW and NHWC (training forward, inference forward,
-// backward), on tensors of the same shape, timed with the same loop.
+// primitives for f32 and bf16, NCHW and NHWC (training forward, inference
+// forward, backward), on tensors of the same shape, timed with the same loop.
 //
 //===----------------------------------------------------------------------===//
 
@@ -18,6 +18,7 @@ namespace normc_bench {
 struct OneDnnCase {
   int64_t n, c, spatial; ///< spatial = prod of the spatial extents
   bool channelsLast;
+  bool bf16 = false; ///< bf16 tensors (f32 scale, shift and statistics)
 };
 
 /// The three primitives for one shape, with their buffers. Each function runs

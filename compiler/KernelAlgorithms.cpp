@@ -160,16 +160,23 @@ std::vector<Var> axisVars(const schedules::KernelStages &k,
 /// Tells Halide which dimension of a tensor has stride 1.
 void constrainLayout(OutputImageParam buffer, const ReductionPlan &p) {
   Axis unit = p.unitStride();
-  int dim = 0;
+  int dim = 0, unitDim = -1;
   for (int a = 0; a < kNumAxes; ++a) {
     if (!p.has[a])
       continue;
-    if (Axis(a) == unit)
+    if (Axis(a) == unit) {
       buffer.dim(dim).set_stride(1);
-    else if (dim == 0)
+      unitDim = dim;
+    } else if (dim == 0) {
       buffer.dim(0).set_stride(Expr());
+    }
     ++dim;
   }
+  // Channels-last per-channel tensors are dense (normrt checks): a position
+  // is C values, so schedules that specialize on C know every stride.
+  if (unit == C && p.kept(C) && !p.kept(N) && !p.has[K] && p.has[S] &&
+      unitDim > 0)
+    buffer.dim(0).set_stride(buffer.dim(unitDim).extent());
 }
 
 /// An image of the tensor view (x, grad_output, residual).

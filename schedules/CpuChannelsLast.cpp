@@ -32,7 +32,11 @@ static Expr rowsPerTask(const KernelStages &k) {
   return unitsPerTask(k.channels);
 }
 
+static void scheduleFewChannelsReduction(Func f, RDom r, const KernelStages &k,
+                                        int V);
+
 static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
+  scheduleFewChannelsReduction(f, r, k, V);
   Var c = k.c;
   f.compute_root().vectorize(c, V, TailStrategy::GuardWithIf);
   // All rows of the tensor (positions x images) as one reduction axis, in
@@ -55,6 +59,68 @@ static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
   f.update().vectorize(c, V, TailStrategy::GuardWithIf);
 }
 
+/// Channel counts below a vector that get a schedule of their own: vectors
+/// across positions, with the channels unrolled. (Images: RGB.)
+constexpr int kFewChannels[] = {3};
+
+/// The output's c loop runs over the input's channels (the same extent,
+/// which normrt checks), so that a specialization on a channel count makes
+/// the loop's extent a constant.
+static void tieChannelExtent(Func f, const KernelStages &k) {
+  int dim = 0;
+  for (int a = 0; a < normrt::kinds::C; ++a)
+    dim += k.plan.has[a] ? 1 : 0;
+  f.output_buffer().dim(dim).set_extent(k.channels);
+}
+
+/// For each of kFewChannels: y's rows of C values are written C vectors at a
+/// time, one per channel, each across V positions (a load of stride C, which
+/// Halide makes dense loads and shuffles; C stores of stride C, which it
+/// interleaves into dense stores), instead of one vector of C live lanes a
+/// row.
+static void scheduleFewChannels(Func f, const KernelStages &k, int V) {
+  tieChannelExtent(f, k);
+  Var s = k.s, c = k.c, n = k.n;
+  for (int C : kFewChannels) {
+    // Positions are not fused across images: a fused index would divide per
+    // lane. Tasks are runs of positions of one image.
+    Var sOuter("s_outer"), task("task");
+    f.specialize(k.channels == C)
+        .reorder(c, s, n)
+        .split(s, sOuter, s, unitsPerTask(C), TailStrategy::GuardWithIf)
+        .fuse(sOuter, n, task)
+        .parallel(task)
+        .vectorize(s, V, TailStrategy::GuardWithIf)
+        .unroll(c);
+  }
+}
+
+/// For each of kFewChannels: the per-channel sums run across positions
+/// instead of across channels. Each task (a run of positions of one image)
+/// keeps V partial sums per channel, one per lane, and adds V consecutive
+/// positions to them at a time (a load of stride C per channel); the
+/// partials of all tasks and lanes are added at the end.
+static void scheduleFewChannelsReduction(Func f, RDom r, const KernelStages &k,
+                                        int V) {
+  Var c = k.c;
+  for (int C : kFewChannels) {
+    RVar runs("runs"), inRun("in_run"), run("run"), lane("lane");
+    Var task("task"), laneVar("lane_v");
+    Expr positions = (unitsPerTask(C) + V - 1) / V * V;
+    Stage few = f.update().specialize(k.channels == C);
+    few.split(r.x, runs, inRun, positions, TailStrategy::GuardWithIf)
+        .split(inRun, inRun, lane, V, TailStrategy::GuardWithIf)
+        .fuse(runs, r.y, run);
+    Func partial = few.rfactor({{run, task}, {lane, laneVar}});
+    partial.compute_root().vectorize(laneVar).parallel(task);
+    partial.update()
+        .reorder(laneVar, c, inRun, task)
+        .vectorize(laneVar)
+        .unroll(c, C, TailStrategy::GuardWithIf)
+        .parallel(task);
+  }
+}
+
 void scheduleCpuChannelsLast(KernelStages &k, const Target &target) {
   const int V = target.natural_vector_size(k.ioType);
   Var s = k.s, c = k.c, n = k.n;
@@ -64,6 +130,7 @@ void scheduleCpuChannelsLast(KernelStages &k, const Target &target) {
   scheduleChannelStagesAtRoot(k, V);
 
   for (Func f : k.tensorOutputs) {
+    scheduleFewChannels(f, k, V);
     Var row("row"), rowOuter("row_outer");
     // Rows of C contiguous values, grouped to about kValuesPerTask a task:
     // 16 rows a task measured 1.28x a copy on 64x64x112x112 NHWC f32, the

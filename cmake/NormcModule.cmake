@@ -31,11 +31,19 @@ function(normc_add_module target)
     list(APPEND outputs "${dir}/lib${ARG_MODULE}.so")
     set(extra --shared --runtime-lib $<TARGET_FILE:normc::normrt>)
   endif()
+  # NORMC_MODULE_COMPILER names another normc executable to compile specs
+  # with (normc's sanitizer build takes the main build's: its kernel cache is
+  # warm, and an instrumented compiler is no more correct at making kernels).
+  if(NORMC_MODULE_COMPILER)
+    set(compiler "${NORMC_MODULE_COMPILER}")
+  else()
+    set(compiler normc::normc)
+  endif()
   add_custom_command(
     OUTPUT ${outputs}
-    COMMAND normc::normc "${spec}" -o "${dir}" --module ${ARG_MODULE} ${extra}
+    COMMAND ${compiler} "${spec}" -o "${dir}" --module ${ARG_MODULE} ${extra}
             ${ARG_NORMC_ARGS}
-    DEPENDS normc::normc normc::normrt "${spec}"
+    DEPENDS ${compiler} normc::normrt "${spec}"
     COMMENT "normc ${ARG_MODULE}: ${ARG_SPEC}"
     VERBATIM)
   add_custom_target(${target}_generate DEPENDS ${outputs})

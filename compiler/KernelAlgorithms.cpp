@@ -173,10 +173,14 @@ void constrainLayout(OutputImageParam buffer, const ReductionPlan &p) {
     ++dim;
   }
   // Channels-last per-channel tensors are dense (normrt checks): a position
-  // is C values, so schedules that specialize on C know every stride.
+  // is C values, so schedules that specialize on C know every stride. The
+  // extent is named, not taken from buffer.dim(): that Expr holds the
+  // buffer's Parameter, and a constraint of a Parameter holding itself is a
+  // reference cycle that Halide never frees.
   if (unit == C && p.kept(C) && !p.kept(N) && !p.has[K] && p.has[S] &&
       unitDim > 0)
-    buffer.dim(0).set_stride(buffer.dim(unitDim).extent());
+    buffer.dim(0).set_stride(Internal::Variable::make(
+        Int(32), buffer.name() + ".extent." + std::to_string(unitDim)));
 }
 
 /// An image of the tensor view (x, grad_output, residual).

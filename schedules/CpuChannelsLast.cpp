@@ -13,10 +13,12 @@
 // Elementwise outputs are vectorized along c and parallel over blocks of
 // rows of (s, n).
 //
-// Known weakness: fewer channels than a vector (C = 3) leaves most lanes
-// predicated off and pays an index division per row: 32x3x224x224 NHWC
-// measured 220x a copy for train forward. Such tensors should use the
-// contiguous layout, where C = 3 runs at 2.1x.
+// Fewer channels than a vector leave most lanes predicated off: C = 3 (RGB)
+// is specialized to run vectors across positions with the channels unrolled
+// (scheduleFewChannels*): 32x3x224x224 NHWC f32 train forward measured
+// 85.1 -> 6.8 ms on 2 cores of an AMD EPYC (Zen 4), eval 7.9 -> 1.5 ms,
+// backward 251 -> 7.2 ms. Other small counts (16, 32) still vectorize
+// across channels.
 //
 //===----------------------------------------------------------------------===//
 

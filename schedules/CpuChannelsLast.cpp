@@ -37,18 +37,29 @@ static Expr rowsPerTask(const KernelStages &k) {
 static void scheduleFewChannelsReduction(Func f, RDom r, const KernelStages &k,
                                         int V);
 
+/// At most this many tasks (and per-channel partial sums) in a channels-last
+/// reduction. Each task's partials are C values of every sum, in the
+/// accumulation type, allocated and added serially at the end; with one task
+/// per 16K values, 32x2048x7x7 made 196 partials of 2048 double pairs (6.4
+/// MB) a call. 64 tasks keep 16 cores busy with room to balance.
+constexpr int kMaxReductionTasks = 64;
+
 static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
   scheduleFewChannelsReduction(f, r, k, V);
   Var c = k.c;
   f.compute_root().vectorize(c, V, TailStrategy::GuardWithIf);
   // All rows of the tensor (positions x images) as one reduction axis, in
-  // groups of rowsPerTask: partial per-channel sums for each group are
-  // computed in parallel with channels innermost (contiguous), then added.
+  // groups of rows: partial per-channel sums for each group are computed in
+  // parallel with channels innermost (contiguous), then added.
   RVar rows("rows"), group("group"), groupInner("group_inner");
   Var task("task");
+  Expr totalRows = k.spatial * k.batch;
+  Expr groupRows =
+      max(rowsPerTask(k),
+          (totalRows + kMaxReductionTasks - 1) / kMaxReductionTasks);
   Func partial = f.update()
                      .fuse(r.x, r.y, rows)
-                     .split(rows, group, groupInner, rowsPerTask(k),
+                     .split(rows, group, groupInner, groupRows,
                             TailStrategy::GuardWithIf)
                      .rfactor(group, task);
   partial.compute_root()

@@ -297,10 +297,6 @@ void parallelPass(Pass pass, const void *src, void *dst, size_t bytes,
                     reinterpret_cast<uint8_t *>(&job));
 }
 
-void parallelCopy(const void *src, void *dst, size_t bytes, int tasks) {
-  parallelPass(Pass::Memcpy, src, dst, bytes, tasks);
-}
-
 /// What the memory system allows for one tensor on this pool, this run.
 struct Floors {
   double read = 0, memcpy = 0, stream = 0;

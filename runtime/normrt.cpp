@@ -90,7 +90,13 @@ namespace {
 /// device copy.
 struct StateBuffer {
   std::vector<uint8_t> host;
+  /// Client memory bound as this state's storage (normrt_layer_bind_state);
+  /// null while the layer's own `host` holds the values.
+  void *client = nullptr;
   HalideBuffer halide;
+
+  /// Where the values are on the host.
+  void *data() { return client ? client : host.data(); }
 
   /// A per-channel vector of `count` values, or (count < 0) a 0-D scalar.
   void init(int64_t count, int32_t dtype, double value) {
@@ -269,7 +275,7 @@ void markStateHostDirty(normrt_layer *layer) {
 /// follows when views were handed out.
 int commit(normrt_layer *layer, StateBuffer &state, StateBuffer &scratch) {
   if (!layer->onDevice()) {
-    std::memcpy(state.host.data(), scratch.host.data(), state.host.size());
+    std::memcpy(state.data(), scratch.host.data(), state.host.size());
     return 0;
   }
   halide_buffer_t *a = state.get(), *b = scratch.get();
@@ -322,6 +328,13 @@ public:
     // GPU kernels take bf16 tensors as their bits (module.h).
     if (layer->desc->device != NORMRT_DEVICE_HOST && dtype == NORMRT_BFLOAT16)
       buffer.get()->type = halide_type_t(halide_type_uint, 16);
+    return bindMemory(data, device);
+  }
+  /// Binds statistics of the call of geometry g (dense, flat).
+  int bindStats(void *data, int32_t device, int32_t dtype,
+                const normrt::Geometry &g) {
+    halide_dimension_t d[normrt::kinds::kNumAxes];
+    buffer.set(data, dtype, d, g.statDims(d));
     return bindMemory(data, device);
   }
   /// Binds a gradient of the parameters, shaped like `like`.
@@ -641,15 +654,21 @@ int64_t byteSize(const normrt_tensor *t) {
   return elements * int64_t(dtypeSize(t->dtype));
 }
 
+/// Whether [a, a + aBytes) and [b, b + bBytes) share a byte.
+bool memoryOverlaps(const void *a, int64_t aBytes, const void *b,
+                    int64_t bBytes) {
+  auto p = reinterpret_cast<uintptr_t>(a), q = reinterpret_cast<uintptr_t>(b);
+  return aBytes > 0 && bBytes > 0 && p < q + uint64_t(bBytes) &&
+         q < p + uint64_t(aBytes);
+}
+
 /// Outputs are written while inputs are still read (vector tails overlap),
 /// so they must not share memory with them.
 int checkNoOverlap(const normrt_tensor *out, const char *outName,
                    const normrt_tensor *in, const char *inName) {
   if (!out || !in || out->device != in->device)
     return 0; // absent, or different memories
-  const uint8_t *a = static_cast<const uint8_t *>(out->data);
-  const uint8_t *b = static_cast<const uint8_t *>(in->data);
-  if (a < b + byteSize(in) && b < a + byteSize(out))
+  if (memoryOverlaps(out->data, byteSize(out), in->data, byteSize(in)))
     return fail("%s overlaps %s in memory; in-place normalization is not "
                 "supported, pass a separate output tensor",
                 outName, inName);
@@ -666,6 +685,16 @@ std::vector<int64_t> paramShape(const normrt_layer *layer) {
   return {layer->params};
 }
 
+/// Strides all zero, or those of a contiguous tensor (any for extent 1).
+int checkContiguous(const normrt_tensor *t, const char *what) {
+  int64_t expected[NORMRT_MAX_DIMS];
+  denseStrides(t, false, 1, expected);
+  for (int32_t i = 0; i < t->ndim; ++i)
+    if (t->strides[i] != 0 && t->shape[i] != 1 && t->strides[i] != expected[i])
+      return fail("%s is not contiguous", what);
+  return 0;
+}
+
 /// A gradient of weight or bias: the weight's shape (or flat), dense.
 int checkParamTensor(const normrt_layer *layer, const normrt_tensor *t,
                      const char *what) {
@@ -680,12 +709,25 @@ int checkParamTensor(const normrt_layer *layer, const normrt_tensor *t,
   if (!flat && !same)
     return fail("%s has size %s; expected %s", what, shapeString(t).c_str(),
                 shapeString(shape).c_str());
-  int64_t expected[NORMRT_MAX_DIMS];
-  denseStrides(t, false, 1, expected);
+  return checkContiguous(t, what);
+}
+
+/// A tensor of saved statistics for a call with `count` of them.
+int checkStatsTensor(const normrt_layer *layer, const normrt_tensor *t,
+                     const char *what, int64_t count) {
+  if (checkTensorBasics(layer, t, what, layer->desc->param_dtype))
+    return 1;
+  int64_t elements = 1;
   for (int32_t i = 0; i < t->ndim; ++i)
-    if (t->strides[i] != 0 && t->shape[i] != 1 && t->strides[i] != expected[i])
-      return fail("%s is not contiguous", what);
-  return 0;
+    elements *= t->shape[i];
+  if (elements != count)
+    return fail("%s has size %s (%lld values), but this input has %lld "
+                "statistics",
+                what, shapeString(t).c_str(), (long long)elements,
+                (long long)count);
+  if (!t->data && count)
+    return fail("%s has no data (NULL pointer)", what);
+  return checkContiguous(t, what);
 }
 
 /// Remembers a successful forward for backward.
@@ -918,10 +960,41 @@ int checkResidual(const normrt_layer *layer, const normrt_tensor *x,
 
 } // namespace
 
-int normrt_layer_forward_args(normrt_layer *layer,
-                              const normrt_forward_args *a) {
-  if (!layer || !a)
-    return fail("normrt_layer_forward_args: layer and args must not be NULL");
+namespace {
+
+/// The caller's saved statistics of one call, bound to the kernels.
+struct SavedArgs {
+  TensorArg mean, invstd;
+  SavedArgs(normrt_layer *layer, bool output)
+      : mean(layer, output), invstd(layer, output) {}
+};
+
+/// Checks the caller's saved statistics for a call of geometry g (with x and
+/// the call's outputs, which they must not overlap) and binds them.
+int bindSaved(normrt_layer *layer, const normrt_saved_stats *saved,
+              const normrt::Geometry &g, const normrt_tensor *x,
+              const normrt_tensor *out, SavedArgs &args) {
+  bool centered = layer->kind->statistic == normrt::kinds::Statistic::MeanVar;
+  int64_t count = g.statCount();
+  const normrt_tensor *mean = &saved->mean, *invstd = &saved->invstd;
+  if ((centered && checkStatsTensor(layer, mean, "saved mean", count)) ||
+      checkStatsTensor(layer, invstd, "saved invstd", count) ||
+      (centered && (checkNoOverlap(mean, "saved mean", invstd, "saved invstd") ||
+                    checkNoOverlap(mean, "saved mean", x, "input") ||
+                    checkNoOverlap(mean, "saved mean", out, "the output"))) ||
+      checkNoOverlap(invstd, "saved invstd", x, "input") ||
+      checkNoOverlap(invstd, "saved invstd", out, "the output"))
+    return 1;
+  int32_t p = layer->desc->param_dtype;
+  if (centered && args.mean.bindStats(mean->data, mean->device, p, g))
+    return 1;
+  return args.invstd.bindStats(invstd->data, invstd->device, p, g);
+}
+
+/// normrt_layer_forward_args, with the saved statistics in `saved` (the
+/// caller's) or, when it is null, in the layer.
+int runForward(normrt_layer *layer, const normrt_forward_args *a,
+               normrt_saved_stats *saved) {
   const normrt_layer_desc *d = layer->desc;
   bool batchStats = usesBatchStats(layer);
   normrt::Geometry g;
@@ -932,6 +1005,9 @@ int normrt_layer_forward_args(normrt_layer *layer,
       checkSameShape(layer, x, y, "output", d->dtype) ||
       checkNoOverlap(y, "output", x, "input") ||
       checkNoOverlap(y, "output", z, "residual"))
+    return 1;
+  SavedArgs savedArgs(layer, /*output=*/true);
+  if (saved && batchStats && bindSaved(layer, saved, g, x, y, savedArgs))
     return 1;
 
   markStateHostDirty(layer);
@@ -952,15 +1028,25 @@ int normrt_layer_forward_args(normrt_layer *layer,
     bound.in[NORMRT_ARG_RUNNING_VAR] = layer->runningVar.get();
     if (callKernel(layer, NORMRT_KERNEL_FORWARD_EVAL, bound) || yb.finish())
       return 1;
-    recordForward(layer, x, /*batchStats=*/false);
+    if (saved)
+      saved->batch_stats = 0;
+    else
+      recordForward(layer, x, /*batchStats=*/false);
     succeed();
     return 0;
   }
 
-  for (StateBuffer *s : {&layer->newMean, &layer->newInvstd, &layer->newVar})
-    shapeStats(layer, *s, g);
-  bound.out[NORMRT_ARG_SAVE_MEAN] = layer->newMean.get();
-  bound.out[NORMRT_ARG_SAVE_INVSTD] = layer->newInvstd.get();
+  shapeStats(layer, layer->newVar, g);
+  halide_buffer_t *mean = savedArgs.mean.get(),
+                  *invstd = savedArgs.invstd.get();
+  if (!saved) {
+    shapeStats(layer, layer->newMean, g);
+    shapeStats(layer, layer->newInvstd, g);
+    mean = layer->newMean.get();
+    invstd = layer->newInvstd.get();
+  }
+  bound.out[NORMRT_ARG_SAVE_MEAN] = mean;
+  bound.out[NORMRT_ARG_SAVE_INVSTD] = invstd;
   bound.out[NORMRT_ARG_BATCH_VAR] = layer->newVar.get();
   if (callKernel(layer, NORMRT_KERNEL_FORWARD_TRAIN, bound))
     return 1;
@@ -969,7 +1055,7 @@ int normrt_layer_forward_args(normrt_layer *layer,
   int64_t count = g.valuesPerStat();
   if (update) {
     Bindings u;
-    u.in[NORMRT_ARG_SAVE_MEAN] = layer->newMean.get();
+    u.in[NORMRT_ARG_SAVE_MEAN] = mean;
     u.in[NORMRT_ARG_BATCH_VAR] = layer->newVar.get();
     u.in[NORMRT_ARG_RUNNING_MEAN] = layer->runningMean.get();
     u.in[NORMRT_ARG_RUNNING_VAR] = layer->runningVar.get();
@@ -981,42 +1067,39 @@ int normrt_layer_forward_args(normrt_layer *layer,
     if (callKernel(layer, NORMRT_KERNEL_UPDATE_STATS, u))
       return 1;
   }
-  if (yb.finish())
+  if (yb.finish() ||
+      (saved && (savedArgs.mean.finish() || savedArgs.invstd.finish())))
     return 1;
 
   // Every kernel succeeded: commit. (On the CPU copies, not swaps: state
   // views handed out earlier must stay valid.)
   CallScope scope(layer);
-  if (commitStats(layer, layer->saveMean, layer->newMean) ||
-      commitStats(layer, layer->saveInvstd, layer->newInvstd))
+  if (!saved && (commitStats(layer, layer->saveMean, layer->newMean) ||
+                 commitStats(layer, layer->saveInvstd, layer->newInvstd)))
     return 1;
   if (update && (commit(layer, layer->runningMean, layer->newRunningMean) ||
                  commit(layer, layer->runningVar, layer->newRunningVar) ||
                  (layer->kind->countsBatches &&
                   commit(layer, layer->counter, layer->newCounter))))
     return 1;
-  recordForward(layer, x, /*batchStats=*/true);
+  if (saved)
+    saved->batch_stats = 1;
+  else
+    recordForward(layer, x, /*batchStats=*/true);
   succeed();
   return 0;
 }
 
-int normrt_layer_forward(normrt_layer *layer, const normrt_tensor *x,
-                         normrt_tensor *y) {
-  if (!layer)
-    return fail("normrt_layer_forward: layer must not be NULL");
-  normrt_forward_args args = {x, nullptr, y};
-  return normrt_layer_forward_args(layer, &args);
-}
-
-int normrt_layer_backward_args(normrt_layer *layer,
-                               const normrt_backward_args *a) {
-  if (!layer || !a)
-    return fail("normrt_layer_backward_args: layer and args must not be NULL");
+/// normrt_layer_backward_args, from the caller's saved statistics when
+/// `saved` is not null, else from the layer's last forward.
+int runBackward(normrt_layer *layer, const normrt_backward_args *a,
+                const normrt_saved_stats *saved) {
   const normrt_layer_desc *d = layer->desc;
   const normrt_tensor *x = a->input, *z = a->residual, *dy = a->grad_output;
   normrt_tensor *dx = a->grad_input, *dz = a->grad_residual;
   normrt_tensor *dweight = a->grad_weight, *dbias = a->grad_bias;
-  bool batchStats = layer->forwardUsedBatchStats;
+  bool batchStats =
+      saved ? saved->batch_stats != 0 : layer->forwardUsedBatchStats;
   normrt::Geometry g;
   if (checkInput(layer, x, "input", false, g) ||
       checkResidual(layer, x, z, "backward") ||
@@ -1045,20 +1128,31 @@ int normrt_layer_backward_args(normrt_layer *layer,
     return 1;
   if (dbias && checkParamTensor(layer, dbias, "grad_bias"))
     return 1;
-  // Backward differentiates the last forward: its mode and statistics, not
-  // the layer's mode now (eval() between the two changes nothing here).
-  if (layer->forwardShape.empty())
+  SavedArgs savedArgs(layer, /*output=*/false);
+  if (saved) {
+    if (!batchStats && !d->track_running_stats)
+      return fail("layer '%s' has track_running_stats=False, so its forwards "
+                  "always use batch statistics; the saved statistics say "
+                  "running statistics (batch_stats = 0)",
+                  d->name);
+    if (batchStats && bindSaved(layer, saved, g, x, dx, savedArgs))
+      return 1;
+  } else if (layer->forwardShape.empty()) {
+    // Backward differentiates the last forward: its mode and statistics,
+    // not the layer's mode now (eval() between the two changes nothing).
     return fail("layer '%s': backward needs a forward call first (it "
                 "differentiates the last forward, with that forward's "
                 "statistics)",
                 d->name);
-  if (!std::equal(layer->forwardShape.begin(), layer->forwardShape.end(),
-                  x->shape, x->shape + x->ndim))
+  } else if (!std::equal(layer->forwardShape.begin(),
+                         layer->forwardShape.end(), x->shape,
+                         x->shape + x->ndim)) {
     return fail("layer '%s': backward got an input of size %s, but the last "
                 "forward's input had size %s; backward differentiates the "
                 "last forward",
                 d->name, shapeString(x).c_str(),
                 shapeString(layer->forwardShape).c_str());
+  }
 
   markStateHostDirty(layer);
   TensorArg xb(layer, false), zb(layer, false), dyb(layer, false),
@@ -1096,8 +1190,10 @@ int normrt_layer_backward_args(normrt_layer *layer,
   bound.in[NORMRT_ARG_X] = xb.get();
   bound.in[NORMRT_ARG_RESIDUAL] = z ? zb.get() : nullptr;
   bound.in[NORMRT_ARG_GRAD_OUTPUT] = dyb.get();
-  bound.in[NORMRT_ARG_SAVE_MEAN] = layer->saveMean.get();
-  bound.in[NORMRT_ARG_SAVE_INVSTD] = layer->saveInvstd.get();
+  bound.in[NORMRT_ARG_SAVE_MEAN] =
+      saved ? savedArgs.mean.get() : layer->saveMean.get();
+  bound.in[NORMRT_ARG_SAVE_INVSTD] =
+      saved ? savedArgs.invstd.get() : layer->saveInvstd.get();
   bound.in[NORMRT_ARG_RUNNING_MEAN] = layer->runningMean.get();
   bound.in[NORMRT_ARG_RUNNING_VAR] = layer->runningVar.get();
   bound.in[NORMRT_ARG_WEIGHT] = layer->weight.get();
@@ -1115,19 +1211,10 @@ int normrt_layer_backward_args(normrt_layer *layer,
   return 0;
 }
 
-int normrt_layer_backward(normrt_layer *layer, const normrt_tensor *x,
-                          const normrt_tensor *dy, normrt_tensor *dx,
-                          normrt_tensor *dweight, normrt_tensor *dbias) {
-  if (!layer)
-    return fail("normrt_layer_backward: layer must not be NULL");
-  normrt_backward_args args = {x, nullptr, dy, dx, nullptr, dweight, dbias};
-  return normrt_layer_backward_args(layer, &args);
-}
-
-int normrt_layer_state(normrt_layer *layer, const char *name,
-                       normrt_tensor *view) {
-  if (!layer || !name || !view)
-    return fail("normrt_layer_state: layer, name and view must not be NULL");
+/// One piece of state by its name (normrt_layer_state's names), or null
+/// with the reason as the thread's error. `bindable`: only those a client
+/// may own (not the saved statistics).
+StateBuffer *findState(normrt_layer *layer, const char *name, bool bindable) {
   const normrt_layer_desc *d = layer->desc;
   // Each state: its storage, and what the layer must have for it.
   struct Entry {
@@ -1151,47 +1238,198 @@ int normrt_layer_state(normrt_layer *layer, const char *name,
       {"save_mean", &layer->saveMean, centered, "no mean (RMSNorm)"},
       {"save_invstd", &layer->saveInvstd, true, ""},
   };
-  const Entry *entry = nullptr;
-  for (const Entry &e : entries)
-    if (!std::strcmp(name, e.name))
-      entry = &e;
-  if (!entry)
-    return fail("unknown state '%s'; expected weight, bias, running_mean, "
-                "running_var, num_batches_tracked, save_mean or save_invstd",
-                name);
-  if (!entry->present)
-    return fail("layer '%s' has %s: it has no %s", d->name, entry->missing,
-                name);
-  if (layer->onDevice() && !layer->hostViews) {
-    // From now on the host copies are kept current (markStateHostDirty,
-    // commit); bring them up to date once.
-    CallScope scope(layer);
-    for (StateBuffer *s : layer->stateBuffers())
-      if (!s->empty() && downloadToHost(layer, s->get()))
-        return 1;
-    layer->hostViews = true;
+  const size_t count = bindable ? 5 : 7;
+  for (size_t i = 0; i < count; ++i) {
+    const Entry &e = entries[i];
+    if (std::strcmp(name, e.name))
+      continue;
+    if (!e.present) {
+      fail("layer '%s' has %s: it has no %s", d->name, e.missing, name);
+      return nullptr;
+    }
+    return e.storage;
   }
-  StateBuffer *storage = entry->storage;
+  if (bindable)
+    fail("cannot bind state '%s'; expected weight, bias, running_mean, "
+         "running_var or num_batches_tracked",
+         name);
+  else
+    fail("unknown state '%s'; expected weight, bias, running_mean, "
+         "running_var, num_batches_tracked, save_mean or save_invstd",
+         name);
+  return nullptr;
+}
+
+/// The shape of a state's view: PyTorch's.
+std::vector<int64_t> stateShape(normrt_layer *layer, StateBuffer *storage) {
+  if (storage == &layer->counter)
+    return {};
+  if (storage == &layer->weight || storage == &layer->bias)
+    return paramShape(layer);
+  return {int64_t(storage->host.size() / dtypeSize(layer->desc->param_dtype))};
+}
+
+/// Keeps the host copies of a GPU layer's state current from now on
+/// (markStateHostDirty, commit), after bringing them up to date once.
+int keepHostCopies(normrt_layer *layer) {
+  if (!layer->onDevice() || layer->hostViews)
+    return 0;
+  CallScope scope(layer);
+  for (StateBuffer *s : layer->stateBuffers())
+    if (!s->empty() && downloadToHost(layer, s->get()))
+      return 1;
+  layer->hostViews = true;
+  return 0;
+}
+
+/// Checks `storage` as the memory of `state` (normrt_layer_bind_state).
+int checkBindable(normrt_layer *layer, const char *name, StateBuffer *state,
+                  const normrt_tensor *storage) {
+  const normrt_layer_desc *d = layer->desc;
+  bool counter = state == &layer->counter;
+  int32_t dtype = counter ? int32_t(NORMRT_INT64) : d->param_dtype;
+  if (checkTensorBasics(layer, storage, name, dtype))
+    return 1;
+  if (storage->device != 0)
+    return fail("%s is a CUDA tensor; layer state is bound to host memory "
+                "(device 0)",
+                name);
+  std::vector<int64_t> shape = stateShape(layer, state);
+  int64_t values = int64_t(state->host.size() / dtypeSize(dtype));
+  bool same = std::equal(shape.begin(), shape.end(), storage->shape,
+                         storage->shape + storage->ndim);
+  bool flat = storage->ndim == 1 && storage->shape[0] == values;
+  if (!same && !flat)
+    return fail("%s has size %s; layer '%s' expects %s", name,
+                shapeString(storage).c_str(), d->name,
+                shapeString(shape).c_str());
+  if (!storage->data)
+    return fail("%s has no data (NULL pointer)", name);
+  if (checkContiguous(storage, name))
+    return 1;
+  // No two states in the same memory (one update would clobber the other).
+  for (StateBuffer *other : {&layer->weight, &layer->bias, &layer->runningMean,
+                             &layer->runningVar, &layer->counter}) {
+    if (other != state && other->client &&
+        memoryOverlaps(storage->data, byteSize(storage), other->client,
+                       int64_t(other->host.size())))
+      return fail("%s overlaps the memory bound to another state of layer "
+                  "'%s'; each state needs its own",
+                  name, d->name);
+  }
+  return 0;
+}
+
+} // namespace
+
+int normrt_layer_forward_args(normrt_layer *layer,
+                              const normrt_forward_args *a) {
+  if (!layer || !a)
+    return fail("normrt_layer_forward_args: layer and args must not be NULL");
+  return runForward(layer, a, nullptr);
+}
+
+int normrt_layer_forward_saved(normrt_layer *layer,
+                               const normrt_forward_args *a,
+                               normrt_saved_stats *saved) {
+  if (!layer || !a || !saved)
+    return fail("normrt_layer_forward_saved: layer, args and saved must not "
+                "be NULL");
+  return runForward(layer, a, saved);
+}
+
+int normrt_layer_forward(normrt_layer *layer, const normrt_tensor *x,
+                         normrt_tensor *y) {
+  if (!layer)
+    return fail("normrt_layer_forward: layer must not be NULL");
+  normrt_forward_args args = {x, nullptr, y};
+  return normrt_layer_forward_args(layer, &args);
+}
+
+int normrt_layer_backward_args(normrt_layer *layer,
+                               const normrt_backward_args *a) {
+  if (!layer || !a)
+    return fail("normrt_layer_backward_args: layer and args must not be NULL");
+  return runBackward(layer, a, nullptr);
+}
+
+int normrt_layer_backward_saved(normrt_layer *layer,
+                                const normrt_backward_args *a,
+                                const normrt_saved_stats *saved) {
+  if (!layer || !a || !saved)
+    return fail("normrt_layer_backward_saved: layer, args and saved must not "
+                "be NULL");
+  return runBackward(layer, a, saved);
+}
+
+int normrt_layer_backward(normrt_layer *layer, const normrt_tensor *x,
+                          const normrt_tensor *dy, normrt_tensor *dx,
+                          normrt_tensor *dweight, normrt_tensor *dbias) {
+  if (!layer)
+    return fail("normrt_layer_backward: layer must not be NULL");
+  normrt_backward_args args = {x, nullptr, dy, dx, nullptr, dweight, dbias};
+  return normrt_layer_backward_args(layer, &args);
+}
+
+int normrt_layer_stats_count(const normrt_layer *layer, const normrt_tensor *x,
+                             int64_t *count) {
+  if (!layer || !count)
+    return fail("normrt_layer_stats_count: layer and count must not be NULL");
+  normrt::Geometry g;
+  if (checkInput(layer, x, "input", false, g))
+    return 1;
+  *count = g.statCount();
+  succeed();
+  return 0;
+}
+
+int normrt_layer_state(normrt_layer *layer, const char *name,
+                       normrt_tensor *view) {
+  if (!layer || !name || !view)
+    return fail("normrt_layer_state: layer, name and view must not be NULL");
+  StateBuffer *storage = findState(layer, name, /*bindable=*/false);
+  if (!storage || keepHostCopies(layer))
+    return 1;
   std::memset(view, 0, sizeof(*view));
   view->device = 0;
-  view->data = storage->host.data();
-  if (storage == &layer->counter) {
-    view->ndim = 0;
-    view->dtype = NORMRT_INT64;
-  } else {
-    std::vector<int64_t> shape = {int64_t(storage->host.size() /
-                                          dtypeSize(d->param_dtype))};
-    if (storage == &layer->weight || storage == &layer->bias)
-      shape = paramShape(layer);
-    view->ndim = int32_t(shape.size());
-    int64_t stride = 1;
-    for (int32_t i = view->ndim - 1; i >= 0; --i) {
-      view->shape[i] = shape[i];
-      view->strides[i] = stride;
-      stride *= shape[i];
-    }
-    view->dtype = normrt_dtype(d->param_dtype);
+  view->data = storage->data();
+  view->dtype = storage == &layer->counter
+                    ? NORMRT_INT64
+                    : normrt_dtype(layer->desc->param_dtype);
+  std::vector<int64_t> shape = stateShape(layer, storage);
+  view->ndim = int32_t(shape.size());
+  int64_t stride = 1;
+  for (int32_t i = view->ndim - 1; i >= 0; --i) {
+    view->shape[i] = shape[i];
+    view->strides[i] = stride;
+    stride *= shape[i];
   }
+  succeed();
+  return 0;
+}
+
+int normrt_layer_bind_state(normrt_layer *layer, const char *name,
+                            const normrt_tensor *storage) {
+  if (!layer || !name)
+    return fail("normrt_layer_bind_state: layer and name must not be NULL");
+  StateBuffer *state = findState(layer, name, /*bindable=*/true);
+  if (!state || (storage && checkBindable(layer, name, state, storage)))
+    return 1;
+  // GPU layers: the host memory becomes authoritative before each call
+  // and receives the results after it.
+  if (keepHostCopies(layer))
+    return 1;
+  if (storage) {
+    state->client = storage->data;
+  } else if (state->client) {
+    std::memcpy(state->host.data(), state->client, state->host.size());
+    state->client = nullptr;
+  }
+  halide_buffer_t *b = state->get();
+  b->host = static_cast<uint8_t *>(state->data());
+  if (layer->onDevice())
+    b->flags = (b->flags & ~halide_buffer_flag_device_dirty) |
+               halide_buffer_flag_host_dirty;
   succeed();
   return 0;
 }

@@ -179,6 +179,66 @@ int normrt_layer_get_info(const normrt_layer *, normrt_layer_info *info);
 /* Names of the layers linked into the program: index 0, 1, ... until NULL. */
 const char *normrt_layer_name_at(int index, const char **target);
 
+/* ---- Frameworks: client-owned state, explicit saved statistics ---------- */
+
+/* Makes `storage` the storage of the layer's "weight", "bias",
+ * "running_mean", "running_var" or "num_batches_tracked": from now on the
+ * kernels read that memory and the layer's updates are written into it
+ * (running statistics and the counter after each training forward, as in
+ * PyTorch), and normrt_layer_state views point at it. The layer takes the
+ * values the memory holds now. `storage` must have the state's dtype
+ * (the parameter dtype; int64 for num_batches_tracked), its shape (weight
+ * and bias: the parameters' shape or flat; running statistics [C];
+ * num_batches_tracked 0-D or [1]), be dense, and not overlap another bound
+ * state of the layer; it is host memory (device 0), also for GPU layers,
+ * whose kernels then upload it before each call and write it back after.
+ * The caller keeps the memory alive until it binds another tensor, unbinds
+ * (storage NULL: the layer copies the current values back into its own
+ * storage) or destroys the layer. A failed bind changes nothing. */
+int normrt_layer_bind_state(normrt_layer *layer, const char *name,
+                            const normrt_tensor *storage);
+
+/* The statistics one batch-statistics forward saves for its backward, kept
+ * by the caller instead of the layer, so that one layer can serve several
+ * forwards before their backwards (as an autograd graph does). `mean` and
+ * `invstd` hold normrt_layer_stats_count() values of the parameter dtype
+ * each, dense (any shape with that many elements), on the device of the
+ * call's tensors; RMSNorm has no mean (`mean` is ignored). `batch_stats`
+ * is written by the forward: 1 when it normalized with batch statistics
+ * (training mode, or eval without running statistics; then `mean` and
+ * `invstd` were written), 0 when it used the running statistics (then the
+ * tensors are not touched and may have no data). */
+typedef struct {
+  normrt_tensor mean;
+  normrt_tensor invstd;
+  int32_t batch_stats;
+  int32_t reserved;
+} normrt_saved_stats;
+
+/* The number of statistics a batch-statistics forward on x saves:
+ * C for BatchNorm, N * C for InstanceNorm, N * G for GroupNorm, the rows for
+ * LayerNorm and RMSNorm. x is checked as the forward checks it. */
+int normrt_layer_stats_count(const normrt_layer *layer, const normrt_tensor *x,
+                             int64_t *count);
+
+/* A forward like normrt_layer_forward_args (running statistics and
+ * num_batches_tracked are updated in training mode) whose saved statistics
+ * go to `saved` instead of the layer: the layer's save_mean/save_invstd and
+ * the record of its last forward (which normrt_layer_backward uses) are left
+ * as they were. */
+int normrt_layer_forward_saved(normrt_layer *layer,
+                               const normrt_forward_args *args,
+                               normrt_saved_stats *saved);
+
+/* The backward of a forward made with normrt_layer_forward_saved, from what
+ * it saved: with batch_stats = 1, `mean` and `invstd` (and x of that
+ * forward's shape); with batch_stats = 0, the layer's running statistics as
+ * they are now (an eval forward does not change them). The layer's mode
+ * does not matter. */
+int normrt_layer_backward_saved(normrt_layer *layer,
+                                const normrt_backward_args *args,
+                                const normrt_saved_stats *saved);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -82,6 +82,31 @@ public:
     check(normrt_layer_state(layer, name, &view));
     return view;
   }
+  /// Makes `storage` the memory of weight, bias, running_mean, running_var
+  /// or num_batches_tracked (null: back to the layer's own storage).
+  void bindState(const char *name, const normrt_tensor *storage) {
+    check(normrt_layer_bind_state(layer, name, storage));
+  }
+  /// The number of statistics a batch-statistics forward on x saves.
+  int64_t statsCount(const normrt_tensor &x) const {
+    int64_t count = 0;
+    check(normrt_layer_stats_count(layer, &x, &count));
+    return count;
+  }
+  /// forward and backward with the saved statistics kept by the caller.
+  void forwardSaved(const normrt_tensor &x, normrt_tensor &y,
+                    normrt_saved_stats &saved) {
+    normrt_forward_args args = {&x, nullptr, &y};
+    check(normrt_layer_forward_saved(layer, &args, &saved));
+  }
+  void backwardSaved(const normrt_tensor &x, const normrt_tensor &dy,
+                     normrt_tensor &dx, const normrt_saved_stats &saved,
+                     normrt_tensor *dweight = nullptr,
+                     normrt_tensor *dbias = nullptr) {
+    normrt_backward_args args = {&x,      nullptr, &dy, &dx, nullptr,
+                                 dweight, dbias};
+    check(normrt_layer_backward_saved(layer, &args, &saved));
+  }
   normrt_layer_info info() const {
     normrt_layer_info result;
     check(normrt_layer_get_info(layer, &result));

@@ -115,6 +115,68 @@ TEST_F(OnOpenCl, StateViewsTakenLateStayCoherent) {
   }
 }
 
+/// A GPU layer with state bound to host memory and statistics kept by the
+/// caller: uploaded before each call, written back after it, and the same
+/// results as the CPU layer's.
+TEST_F(OnOpenCl, BoundStateAndSavedStatisticsMatchTheCpu) {
+  normrt::Layer gpu("openclmatrix.wide2d", "opencl");
+  normrt::Layer cpu("matrix.wide2d", "cpu");
+  normrt_layer_info info = gpu.info();
+  ASSERT_EQ(info.param_dtype, NORMRT_FLOAT32);
+  const int64_t c = info.num_features;
+  Tolerance tol = toleranceFor(info.dtype);
+  const size_t n = size_t(c);
+  std::vector<float> weight(n), mean(n, 0.5f), var(n, 2.0f);
+  for (int64_t i = 0; i < c; ++i)
+    weight[size_t(i)] = 1.0f + 0.25f * float(i % 4);
+  int64_t counter = 0;
+  normrt_tensor w = normrt::tensor(weight.data(), {c}),
+                rm = normrt::tensor(mean.data(), {c}),
+                rv = normrt::tensor(var.data(), {c}),
+                nbt = normrt::tensor(&counter, {});
+  gpu.bindState("weight", &w);
+  gpu.bindState("running_mean", &rm);
+  gpu.bindState("running_var", &rv);
+  gpu.bindState("num_batches_tracked", &nbt);
+  for (const char *state : {"weight", "running_mean", "running_var"}) {
+    normrt_tensor view = cpu.state(state);
+    std::vector<float> &src = state[0] == 'w' ? weight
+                              : state[8] == 'm' ? mean
+                                                : var;
+    for (int64_t i = 0; i < c; ++i)
+      viewSet(view, i, src[size_t(i)]);
+  }
+  std::vector<int64_t> shape = {3, c, 5, 7};
+  std::mt19937 rng(2);
+  Tensor x(info.dtype, shape), dy(info.dtype, shape), y1(info.dtype, shape),
+      y2(info.dtype, shape), dx1(info.dtype, shape), dx2(info.dtype, shape);
+  x.fillNormal(rng, 1.0, 2.0);
+  dy.fillNormal(rng, 0.0, 1.0);
+  std::vector<float> smean(n), sinvstd(n);
+  normrt_saved_stats saved;
+  std::memset(&saved, 0, sizeof(saved));
+  saved.mean = normrt::tensor(smean.data(), {c});
+  saved.invstd = normrt::tensor(sinvstd.data(), {c});
+  normrt_tensor xv = x.view(), dyv = dy.view(), y1v = y1.view(),
+                y2v = y2.view(), dx1v = dx1.view(), dx2v = dx2.view();
+  cpu.forward(xv, y1v);
+  gpu.forwardSaved(xv, y2v, saved);
+  EXPECT_EQ(saved.batch_stats, 1);
+  EXPECT_TRUE(allClose(y2.values(), y1.values(), tol)) << "y";
+  EXPECT_EQ(counter, 1);
+  std::vector<double> got(mean.begin(), mean.end());
+  EXPECT_TRUE(allClose(got, viewValues(cpu.state("running_mean")), tol));
+  got.assign(smean.begin(), smean.end());
+  EXPECT_TRUE(allClose(got, viewValues(cpu.state("save_mean")), tol));
+  // The client changes a weight on the host; backward uses it.
+  weight[0] = 3.0f;
+  normrt_tensor cpuWeight = cpu.state("weight");
+  viewSet(cpuWeight, 0, 3.0);
+  gpu.backwardSaved(xv, dyv, dx2v, saved);
+  cpu.backward(xv, dyv, dx1v);
+  EXPECT_TRUE(allClose(dx2.values(), dx1.values(), tol)) << "dx";
+}
+
 /// Run by the ctest opencl_without_device with OCL_ICD_VENDORS pointing at
 /// an empty directory, so that the OpenCL loader finds no platform.
 TEST(OpenClLayer, CreateWithoutADeviceFailsCleanly) {

@@ -6,7 +6,8 @@
 #                                      the kind table (C++)
 #   lib/cmake/normc/                   find_package(normc CONFIG)
 #   lib/pkgconfig/normc.pc             pkg-config --cflags --libs normc
-#   share/normc/python/normrt.py       the ctypes binding
+#   share/normc/python/normrt/         the Python package (normrt, normrt.torch)
+#   share/normc/examples/              examples/torch_resnet.py
 #   share/doc/normc/                   README and docs/
 include(CMakePackageConfigHelpers)
 
@@ -47,8 +48,11 @@ install(CODE "
        RENAME normc.pc)
 ")
 
-install(FILES runtime/python/normrt.py
-        DESTINATION ${CMAKE_INSTALL_DATADIR}/normc/python)
+install(DIRECTORY runtime/python/normrt
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/normc/python
+        FILES_MATCHING PATTERN "*.py" PATTERN "__pycache__" EXCLUDE)
+install(FILES examples/torch_resnet.py
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/normc/examples)
 install(FILES README.md docs/design.md docs/dsl.md docs/runtime.md
               docs/performance.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR})

@@ -11,7 +11,7 @@ PACKAGES=(
   llvm-14-dev llvm-14-tools libmlir-14-dev mlir-14-tools
   libhalide14-0-dev
   libgtest-dev libgmock-dev libbenchmark-dev libdnnl-dev gnuplot-nox
-  python3 python3-numpy python3-torch
+  python3 python3-numpy python3-torch python3-torchvision
   ocl-icd-opencl-dev pocl-opencl-icd
   zlib1g-dev libzstd-dev libedit-dev libcurl4-openssl-dev libxml2-dev libffi-dev
 )

@@ -22,7 +22,8 @@ done
 contents=$(dpkg-deb -c "$deb")
 for file in ./usr/bin/normc ./usr/lib/libnormrt.a ./usr/include/normrt/normrt.h \
             ./usr/lib/cmake/normc/normcConfig.cmake ./usr/lib/pkgconfig/normc.pc \
-            ./usr/share/normc/python/normrt.py; do
+            ./usr/share/normc/python/normrt/__init__.py \
+            ./usr/share/normc/python/normrt/torch.py; do
   grep -q " $file\$" <<<"$contents" || { echo "check-deb: $file missing"; exit 1; }
 done
 dpkg-deb -x "$deb" "$work/root"

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# check-install.sh BUILD_DIR WORK_DIR - installs normc from BUILD_DIR into a
-# prefix under WORK_DIR and builds and runs a downstream project against it,
-# outside the source tree: once with CMake (find_package + normc_add_module),
-# once with plain cc/c++ and pkg-config, plus `normc --shared` with no
-# --runtime-lib from the installed prefix.
+# check-install.sh BUILD_DIR WORK_DIR [PYTHON] - installs normc from BUILD_DIR
+# into a prefix under WORK_DIR and builds and runs a downstream project
+# against it, outside the source tree: once with CMake (find_package +
+# normc_add_module), once with plain cc/c++ and pkg-config, plus `normc
+# --shared` with no --runtime-lib from the installed prefix. With PYTHON (a
+# python3 that imports torch and torchvision), also the installed Python
+# package: its tests, and the installed torch_resnet.py example with the
+# installed normc.
 set -euo pipefail
 build=$(cd "$1" && pwd)
 work=$2
@@ -39,4 +42,12 @@ c++ -o "$work/plain/cpp_program" "$work/src/main.cpp" -I"$work/plain" \
 echo "== normc --shared from the prefix, no --runtime-lib"
 "$prefix/bin/normc" "$work/src/model.norm" -o "$work/shared" --module model --shared --quiet
 nm -D --defined-only "$work/shared/libmodel.so" | grep -q " T normrt_layer_create"
+if [[ -n "${3:-}" ]]; then
+  echo "== Python: the installed normrt package and example"
+  export PYTHONPATH="$prefix/share/normc/python"
+  "$3" -c 'import normrt, normrt.torch, sys; sys.exit(0 if normrt.__file__.startswith(sys.argv[1]) else 1)' "$prefix"
+  "$3" "$here/../python/test_torch.py" "$build/test/python/torch_module.normc/libtorchmods.so" 2>&1 | tail -3
+  "$3" "$prefix/share/normc/examples/torch_resnet.py" --normc "$prefix/bin/normc" \
+       --work "$work/torch_resnet" --steps 2 --batch 4 --size 64
+fi
 echo "check-install: ok"

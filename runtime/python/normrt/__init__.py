@@ -1,13 +1,23 @@
-"""ctypes binding of the normrt C ABI, for a library made with `normc --shared`.
+"""normrt from Python: the C ABI of a library made with `normc --shared`.
 
-What the conformance tests and normc-bench-cuda need: layers, forward/backward
-on numpy arrays (host) and torch CUDA tensors (device = 1), a CUDA layer's
-stream, state views as numpy arrays that alias the layer's own storage, the
-layers a library holds, and errors raised as NormrtError carrying
-normrt_last_error().
+    lib = normrt.load("libresnet.so")
+    lib.layers()                      # [(name, target label), ...]
+    layer = lib.layer("stem_bn")      # numpy arrays in and out
+    m = lib.module("stem_bn")         # a torch.nn.Module (normrt.torch)
+
+Layers run forward/backward on numpy arrays (host) and torch CUDA tensors
+(device = 1); their state is viewable as numpy arrays that alias the layer's
+storage, or bound to memory the caller owns (bind_state); statistics for
+backward can be kept by the caller (forward_saved / backward_saved). Every
+failing call raises NormrtError with normrt_last_error()'s message. A library
+closed with Library.close() destroys its layers; using them afterwards raises
+NormrtError instead of touching freed memory. normrt.torch (which needs
+torch) builds torch.nn.Modules, specs from models and model conversion on
+top of this module, which needs only numpy.
 """
 
 import ctypes
+import weakref
 
 import numpy as np
 
@@ -69,13 +79,33 @@ class BackwardArgs(ctypes.Structure):
                  "grad_residual", "grad_weight", "grad_bias")]
 
 
+class SavedStats(ctypes.Structure):
+    """normrt_saved_stats: the statistics one forward saves for its backward."""
+    _fields_ = [("mean", Tensor), ("invstd", Tensor),
+                ("batch_stats", ctypes.c_int32), ("reserved", ctypes.c_int32)]
+
+
 class NormrtError(RuntimeError):
     pass
 
 
+def load(path):
+    """The layers of a `normc --shared` library at `path`."""
+    return Library(path)
+
+
 class Library:
     def __init__(self, path):
-        lib = ctypes.CDLL(path)
+        self.path = str(path)
+        try:
+            lib = ctypes.CDLL(self.path)
+        except OSError as e:
+            raise NormrtError("cannot load normc library '%s': %s" % (self.path, e)) from None
+        if not hasattr(lib, "normrt_layer_create"):
+            raise NormrtError("'%s' is not a normc library (it has no normrt_layer_create); "
+                              "build it with normc --shared" % self.path)
+        self._layers = weakref.WeakSet()
+        self.closed = False
         lib.normrt_layer_create.restype = ctypes.c_void_p
         lib.normrt_layer_create.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
         lib.normrt_layer_destroy.argtypes = [ctypes.c_void_p]
@@ -100,7 +130,35 @@ class Library:
         lib.normrt_layer_name_at.argtypes = [ctypes.c_int,
                                              ctypes.POINTER(ctypes.c_char_p)]
         lib.normrt_last_error.restype = ctypes.c_char_p
+        lib.normrt_layer_bind_state.argtypes = [ctypes.c_void_p, ctypes.c_char_p,
+                                                ctypes.POINTER(Tensor)]
+        lib.normrt_layer_stats_count.argtypes = [ctypes.c_void_p, ctypes.POINTER(Tensor),
+                                                 ctypes.POINTER(ctypes.c_int64)]
+        lib.normrt_layer_forward_saved.argtypes = [ctypes.c_void_p,
+                                                   ctypes.POINTER(ForwardArgs),
+                                                   ctypes.POINTER(SavedStats)]
+        lib.normrt_layer_backward_saved.argtypes = [ctypes.c_void_p,
+                                                    ctypes.POINTER(BackwardArgs),
+                                                    ctypes.POINTER(SavedStats)]
         self.lib = lib
+
+    def close(self):
+        """Destroys every layer made from this library; they (and it) raise
+        NormrtError from now on. (The shared object itself stays mapped:
+        Python cannot unload it safely.)"""
+        for layer in list(self._layers):
+            layer.destroy()
+        self.closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _check_open(self):
+        if self.closed:
+            raise NormrtError("library '%s' has been closed" % self.path)
 
     def last_error(self):
         return self.lib.normrt_last_error().decode()
@@ -110,7 +168,15 @@ class Library:
             raise NormrtError(self.last_error())
 
     def layer(self, name, target="cpu"):
-        return Layer(self, name, target)
+        self._check_open()
+        layer = Layer(self, name, target)
+        self._layers.add(layer)
+        return layer
+
+    def module(self, name, target="cpu"):
+        """Layer `name` as a torch.nn.Module (see normrt.torch)."""
+        from normrt import torch as normrt_torch
+        return normrt_torch.NormModule(self, name, target)
 
     def layers(self):
         """(name, target label) of every layer the library holds."""
@@ -170,11 +236,47 @@ class Layer:
         self.dtype = _NUMPY[info.dtype]
 
     def __del__(self):
-        if getattr(self, "handle", None):
-            self.lib.normrt_layer_destroy(self.handle)
+        self.destroy()
+
+    def destroy(self):
+        """Frees the layer; calls on it raise NormrtError from now on."""
+        handle, self.handle = getattr(self, "handle", None), None
+        if handle:
+            self.lib.normrt_layer_destroy(handle)
+
+    def _h(self):
+        """The live handle, or NormrtError for a destroyed layer."""
+        if not self.handle:
+            self.library._check_open()
+            raise NormrtError("layer '%s' has been destroyed" % self.info.name.decode())
+        return self.handle
+
+    def bind_state(self, name, storage):
+        """Makes the memory of `storage` (a Tensor struct; None unbinds) the
+        storage of weight, bias, running_mean, running_var or
+        num_batches_tracked. The caller keeps that memory alive."""
+        ptr = ctypes.byref(storage) if storage is not None else None
+        self.library.check(self.lib.normrt_layer_bind_state(self._h(), name.encode(), ptr))
+
+    def stats_count(self, x):
+        """Statistics a batch-statistics forward on `x` (a Tensor struct) saves."""
+        count = ctypes.c_int64()
+        self.library.check(self.lib.normrt_layer_stats_count(
+            self._h(), ctypes.byref(x), ctypes.byref(count)))
+        return count.value
+
+    def forward_saved(self, args, saved):
+        """normrt_layer_forward_saved on ForwardArgs and SavedStats structs."""
+        self.library.check(self.lib.normrt_layer_forward_saved(
+            self._h(), ctypes.byref(args), ctypes.byref(saved)))
+
+    def backward_saved(self, args, saved):
+        """normrt_layer_backward_saved on BackwardArgs and SavedStats structs."""
+        self.library.check(self.lib.normrt_layer_backward_saved(
+            self._h(), ctypes.byref(args), ctypes.byref(saved)))
 
     def train(self, training=True):
-        self.library.check(self.lib.normrt_layer_set_training(self.handle, int(training)))
+        self.library.check(self.lib.normrt_layer_set_training(self._h(), int(training)))
 
     def eval(self):
         self.train(False)
@@ -192,7 +294,7 @@ class Layer:
         args = ForwardArgs(*[ctypes.pointer(t) if t is not None else None
                              for t in ts])
         self.library.check(self.lib.normrt_layer_forward_args(
-            self.handle, ctypes.byref(args)))
+            self._h(), ctypes.byref(args)))
         return y
 
     def backward(self, x, dy, want_params=True, residual=None):
@@ -211,7 +313,7 @@ class Layer:
         args = BackwardArgs(*[ctypes.pointer(t) if t is not None else None
                               for t in ts])
         self.library.check(self.lib.normrt_layer_backward_args(
-            self.handle, ctypes.byref(args)))
+            self._h(), ctypes.byref(args)))
         if self.info.residual:
             return dx, dw, db, dz
         return dx, dw, db
@@ -221,27 +323,27 @@ class Layer:
         int, e.g. torch.cuda.current_stream().cuda_stream), in `context`
         (None keeps the layer's)."""
         self.library.check(self.lib.normrt_layer_set_cuda_stream(
-            self.handle, context, stream))
+            self._h(), context, stream))
 
     def forward_device(self, x, y):
         """forward on torch CUDA tensors (device = 1, no copies)."""
         xt, yt = device_tensor(x), device_tensor(y)
         self.library.check(self.lib.normrt_layer_forward(
-            self.handle, ctypes.byref(xt), ctypes.byref(yt)))
+            self._h(), ctypes.byref(xt), ctypes.byref(yt)))
 
     def backward_device(self, x, dy, dx, dw=None, db=None):
         """backward on torch CUDA tensors; dw and db may be None."""
         ts = [device_tensor(t) if t is not None else None
               for t in (x, dy, dx, dw, db)]
         self.library.check(self.lib.normrt_layer_backward(
-            self.handle, *[ctypes.byref(t) if t is not None else None
+            self._h(), *[ctypes.byref(t) if t is not None else None
                            for t in ts]))
 
     def state(self, name):
         """A numpy array aliasing the layer's storage for `name`."""
         view = Tensor()
         self.library.check(self.lib.normrt_layer_state(
-            self.handle, name.encode(), ctypes.byref(view)))
+            self._h(), name.encode(), ctypes.byref(view)))
         dtype = _NUMPY[view.dtype]
         shape = tuple(view.shape[i] for i in range(view.ndim))
         count = int(np.prod(shape)) if shape else 1

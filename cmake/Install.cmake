@@ -53,7 +53,7 @@ install(DIRECTORY runtime/python/normrt
         FILES_MATCHING PATTERN "*.py" PATTERN "__pycache__" EXCLUDE)
 install(FILES examples/torch_resnet.py
         DESTINATION ${CMAKE_INSTALL_DATADIR}/normc/examples)
-install(FILES README.md docs/design.md docs/dsl.md docs/runtime.md
+install(FILES README.md docs/design.md docs/dsl.md docs/runtime.md docs/python.md
               docs/performance.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
 

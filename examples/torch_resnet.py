@@ -33,6 +33,9 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=112, help="image height and width")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="threads for torch and for normc's kernels (default: each "
+                             "library's own default)")
     parser.add_argument("--channels-last", action="store_true",
                         help="compile NHWC layers and feed channels-last images")
     args = parser.parse_args()
@@ -47,9 +50,15 @@ def main():
     t0 = time.perf_counter()
     library = nt.compile_model(model, work, normc=args.normc, module="resnet18", layout=layout)
     layers = len(library.layers())
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        library.set_num_threads(args.threads)
     nt.convert(model, library)
     print("spec %s: %d layers, compiled and loaded in %.1f s"
           % (os.path.join(work, "resnet18.norm"), layers, time.perf_counter() - t0))
+    print("%s, batch %d, %dx%d images, torch on %d threads%s"
+          % (args.dtype, args.batch, args.size, args.size, torch.get_num_threads(),
+             ", normc's kernels on %d" % args.threads if args.threads else ""))
 
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)

@@ -130,6 +130,7 @@ class Library:
         lib.normrt_layer_name_at.argtypes = [ctypes.c_int,
                                              ctypes.POINTER(ctypes.c_char_p)]
         lib.normrt_last_error.restype = ctypes.c_char_p
+        lib.normrt_set_num_threads.argtypes = [ctypes.c_int]
         lib.normrt_layer_bind_state.argtypes = [ctypes.c_void_p, ctypes.c_char_p,
                                                 ctypes.POINTER(Tensor)]
         lib.normrt_layer_stats_count.argtypes = [ctypes.c_void_p, ctypes.POINTER(Tensor),
@@ -141,6 +142,12 @@ class Library:
                                                     ctypes.POINTER(BackwardArgs),
                                                     ctypes.POINTER(SavedStats)]
         self.lib = lib
+
+    def set_num_threads(self, threads):
+        """Worker threads of the CPU kernels (0: Halide's default, which
+        honours HL_NUM_THREADS). Returns the previous setting."""
+        self._check_open()
+        return self.lib.normrt_set_num_threads(int(threads))
 
     def close(self):
         """Destroys every layer made from this library; they (and it) raise

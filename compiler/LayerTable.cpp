@@ -93,7 +93,7 @@ constexpr Field kDescFields[] = {
     NORMRT_FIELD(normrt_layer_desc, bias, I32),
     NORMRT_FIELD(normrt_layer_desc, activation, I32),
     NORMRT_FIELD(normrt_layer_desc, residual, I32),
-    NORMRT_FIELD(normrt_layer_desc, reserved, I32),
+    NORMRT_FIELD(normrt_layer_desc, num_forms, I32),
 };
 static_assert(tiles(kDescFields, sizeof(normrt_layer_desc)),
               "kDescFields must mirror normrt_layer_desc field by field");
@@ -258,8 +258,30 @@ llvm::Error normc::writeLayerTableObject(const ModulePlan &plan,
       b.structType(kModuleFields, {}, "normrt_module");
   auto i32 = [&](int64_t v) { return llvm::ConstantInt::get(b.i32, v); };
 
+  // The forms of one spec layer on one target (a norm.layer op per dtype
+  // and layout) are consecutive descs: the first has num_forms = their
+  // number, the others 0.
+  std::vector<std::pair<const PlannedLayer *, int32_t>> ordered;
+  std::vector<bool> taken(plan.layers.size(), false);
+  for (size_t i = 0; i < plan.layers.size(); ++i) {
+    if (taken[i])
+      continue;
+    norm::LayerOp first = plan.layers[i].op;
+    size_t start = ordered.size();
+    for (size_t j = i; j < plan.layers.size(); ++j) {
+      norm::LayerOp op = plan.layers[j].op;
+      if (taken[j] || plan.layers[j].target != plan.layers[i].target ||
+          op.getLayerName() != first.getLayerName())
+        continue;
+      taken[j] = true;
+      ordered.emplace_back(&plan.layers[j], 0);
+    }
+    ordered[start].second = int32_t(ordered.size() - start);
+  }
+
   std::vector<llvm::Constant *> descs;
-  for (const PlannedLayer &layer : plan.layers) {
+  for (const auto &entry : ordered) {
+    const PlannedLayer &layer = *entry.first;
     norm::LayerOp op = layer.op;
     const PlannedTarget &target = plan.targets[layer.target];
     std::vector<llvm::Constant *> variants;
@@ -333,7 +355,7 @@ llvm::Error normc::writeLayerTableObject(const ModulePlan &plan,
     // In kDescFields' order.
     descs.push_back(llvm::ConstantStruct::get(
         descType,
-        {b.string(op.sym_name()), b.string(target.label),
+        {b.string(op.getLayerName()), b.string(target.label),
          b.string(target.targetString), b.string(op.kind()), variantArray,
          signatureArray, normalizedShape,
          llvm::ConstantInt::get(b.i64, op.num_featuresAttr().getInt()),
@@ -346,7 +368,7 @@ llvm::Error normc::writeLayerTableObject(const ModulePlan &plan,
          i32(op.isChannelsLast() ? 1 : 0), i32(variants.size()),
          i32(normalizedNdim), i32(op.bias() ? 1 : 0),
          i32(int32_t(op.getActivationKind())), i32(op.residual() ? 1 : 0),
-         i32(0)}));
+         i32(entry.second)}));
   }
   llvm::ArrayType *tableType = llvm::ArrayType::get(descType, descs.size());
   llvm::Constant *layers =

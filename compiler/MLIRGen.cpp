@@ -11,6 +11,12 @@
 // (NCL for 1d, NCHW for 2d, NCDHW for 3d, `contiguous` for kinds of any
 // rank); the verifier checks that an explicit layout fits the kind.
 //
+// `dtype` and `layout` may be lists: the layer then has one form per
+// (dtype, layout) pair, each a norm.layer op of its own (NormOps.td), which
+// the runtime picks from by the tensors of a call. Its forms share one
+// state, so their parameter dtypes must agree: f64 cannot be listed with
+// the others.
+//
 //===----------------------------------------------------------------------===//
 
 #include "compiler/MLIRGen.h"
@@ -93,7 +99,50 @@ private:
     bool affine = true, bias = true, track = true, residual = false;
     Type dtype;
     std::string layout, activation = "none";
+    /// dtype=[...] and layout=[...]: every value (empty when not a list).
+    SmallVector<Type> dtypes;
+    SmallVector<std::string> layouts;
   };
+
+  /// The dtype a name spells, or a null Type.
+  Type parseDtype(StringRef text) {
+    return llvm::StringSwitch<Type>(text)
+        .Cases("f32", "float32", "float", builder.getF32Type())
+        .Cases("f64", "float64", "double", builder.getF64Type())
+        .Cases("f16", "float16", "half", builder.getF16Type())
+        .Cases("bf16", "bfloat16", builder.getBF16Type())
+        .Default(Type());
+  }
+
+  /// The values of a dtype or layout argument: one identifier, or a list of
+  /// distinct identifiers. Reports and returns false otherwise.
+  bool identifierList(const dsl::Argument &arg, StringRef param,
+                      StringRef expected,
+                      SmallVectorImpl<const ASTValue *> &out) {
+    const ASTValue &v = arg.value;
+    if (v.kind != ASTValue::Kind::List) {
+      if (!expectKind(arg, param, v.kind == ASTValue::Kind::Identifier,
+                      expected))
+        return false;
+      out.push_back(&v);
+      return true;
+    }
+    if (v.elements.empty()) {
+      error(v.loc, "argument '" + param + "' has an empty list; expected " +
+                       expected + " or a list of them");
+      return false;
+    }
+    for (const ASTValue &e : v.elements) {
+      if (e.kind != ASTValue::Kind::Identifier) {
+        error(e.loc, "argument '" + param + "' expects " + expected +
+                         " in its list, got " + e.kindName() + " '" + e.text +
+                         "'");
+        return false;
+      }
+      out.push_back(&e);
+    }
+    return true;
+  }
 
   /// Checks one value against its parameter's type and stores it; reports
   /// and returns false when it does not fit.
@@ -155,29 +204,52 @@ private:
       return true;
     }
     case ParamType::DType: {
-      if (!expectKind(arg, name, v.kind == ASTValue::Kind::Identifier,
-                      "a dtype name such as f32"))
+      SmallVector<const ASTValue *> names;
+      if (!identifierList(arg, name, "a dtype name such as f32", names))
         return false;
-      Type parsed = llvm::StringSwitch<Type>(v.text)
-                        .Cases("f32", "float32", "float", builder.getF32Type())
-                        .Cases("f64", "float64", "double", builder.getF64Type())
-                        .Cases("f16", "float16", "half", builder.getF16Type())
-                        .Cases("bf16", "bfloat16", builder.getBF16Type())
-                        .Default(Type());
-      if (!parsed) {
-        error(v.loc,
-              "unknown dtype '" + v.text + "'; expected f32, f64, f16 or bf16");
-        return false;
+      for (const ASTValue *e : names) {
+        Type parsed = parseDtype(e->text);
+        if (!parsed) {
+          error(e->loc, "unknown dtype '" + e->text +
+                            "'; expected f32, f64, f16 or bf16");
+          return false;
+        }
+        if (llvm::is_contained(out.dtypes, parsed)) {
+          error(e->loc, "dtype '" + e->text + "' is listed twice");
+          return false;
+        }
+        out.dtypes.push_back(parsed);
       }
-      out.dtype = parsed;
+      // f64 layers keep f64 parameters and statistics, the others f32.
+      bool wide = out.dtypes.front().isF64();
+      for (size_t i = 1; i < out.dtypes.size(); ++i)
+        if (out.dtypes[i].isF64() != wide) {
+          error(names[i]->loc,
+                "dtype '" + names[i]->text + "' cannot be listed with '" +
+                    names[0]->text +
+                    "': a layer's forms share its parameters and statistics, "
+                    "which are f64 for f64 and f32 for f32, f16 and bf16; "
+                    "declare another layer for it");
+          return false;
+        }
+      out.dtype = out.dtypes.front();
       return true;
     }
-    case ParamType::Layout:
-      if (!expectKind(arg, name, v.kind == ASTValue::Kind::Identifier,
-                      "a layout name such as NCHW or NHWC"))
+    case ParamType::Layout: {
+      SmallVector<const ASTValue *> names;
+      if (!identifierList(arg, name, "a layout name such as NCHW or NHWC",
+                          names))
         return false;
-      out.layout = v.text;
+      for (const ASTValue *e : names) {
+        if (llvm::is_contained(out.layouts, e->text)) {
+          error(e->loc, "layout '" + e->text + "' is listed twice");
+          return false;
+        }
+        out.layouts.push_back(e->text);
+      }
+      out.layout = out.layouts.front();
       return true;
+    }
     case ParamType::Activation:
       if (!expectKind(arg, name,
                       v.kind == ASTValue::Kind::Identifier ||
@@ -317,31 +389,56 @@ private:
       values.track = false;
     if (!kind->hasBias)
       values.bias = false;
+    if (values.dtypes.empty())
+      values.dtypes.push_back(values.dtype);
+    if (values.layouts.empty())
+      values.layouts.push_back(values.layout);
+    bool forms = values.dtypes.size() * values.layouts.size() > 1;
+    Location where = FusedLoc::get(builder.getContext(), locs);
+    for (Type dtype : values.dtypes)
+      for (const std::string &layout : values.layouts) {
+        std::string symbol = layer.name;
+        if (forms && (dtype != values.dtypes.front() ||
+                      layout != values.layouts.front()))
+          symbol += "__" + dtypeName(dtype) + "_" + layout;
+        values.dtype = dtype;
+        values.layout = layout;
+        createLayerOp(where, *kind, layer, symbol, values,
+                      forms ? builder.getStringAttr(layer.name) : StringAttr());
+      }
+  }
+
+  static std::string dtypeName(Type t) {
+    return t.isF64() ? "f64" : t.isF16() ? "f16" : t.isBF16() ? "bf16" : "f32";
+  }
+
+  /// One norm.layer op: the layer, or one of its forms.
+  void createLayerOp(Location where, const normrt::kinds::Kind &kind,
+                     const dsl::LayerDecl &layer, StringRef symbol,
+                     const LayerValues &values, StringAttr layerName) {
     // RMSNorm's eps=None: the machine epsilon of the input dtype.
     double eps = values.eps
                      ? *values.eps
                      : normrt::kinds::machineEpsilon(
                            values.dtype.getIntOrFloatBitWidth(),
                            values.dtype.isBF16());
-
-    Location where = FusedLoc::get(builder.getContext(), locs);
     builder.create<norm::LayerOp>(
-        where, builder.getStringAttr(layer.name),
+        where, builder.getStringAttr(symbol),
         builder.getStringAttr(layer.kind),
         builder.getI64IntegerAttr(values.numFeatures),
-        kind->grouped ? builder.getI64IntegerAttr(values.numGroups)
-                      : IntegerAttr(),
-        kind->trailing ? builder.getI64ArrayAttr(values.normalizedShape)
-                       : ArrayAttr(),
+        kind.grouped ? builder.getI64IntegerAttr(values.numGroups)
+                     : IntegerAttr(),
+        kind.trailing ? builder.getI64ArrayAttr(values.normalizedShape)
+                      : ArrayAttr(),
         builder.getF64FloatAttr(eps),
-        values.momentum && kind->runningStats
+        values.momentum && kind.runningStats
             ? builder.getF64FloatAttr(*values.momentum)
             : FloatAttr(),
         builder.getBoolAttr(values.affine), builder.getBoolAttr(values.bias),
         builder.getBoolAttr(values.track), TypeAttr::get(values.dtype),
         builder.getStringAttr(values.layout),
         builder.getStringAttr(values.activation),
-        builder.getBoolAttr(values.residual));
+        builder.getBoolAttr(values.residual), layerName);
   }
 
 public:

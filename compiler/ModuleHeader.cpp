@@ -46,7 +46,7 @@ std::string layerSummary(norm::LayerOp layer) {
   std::string text;
   llvm::raw_string_ostream os(text);
   const normrt::kinds::Kind *kind = layer.getKindInfo();
-  os << layer.sym_name() << " = " << layer.kind() << "(";
+  os << layer.getLayerName() << " = " << layer.kind() << "(";
   auto boolText = [](bool b) { return b ? "true" : "false"; };
   for (int i = 0; i < kind->numParams; ++i) {
     llvm::StringRef name = kind->params[i].name;

@@ -88,6 +88,12 @@ static int64_t layoutRank(StringRef layout) {
       .Default(0);
 }
 
+StringRef LayerOp::getLayerName() {
+  if (auto name = layer_name())
+    return *name;
+  return sym_name();
+}
+
 int64_t LayerOp::getSpatialRank() {
   const normrt::kinds::Kind *k = getKindInfo();
   if (!k)
@@ -332,7 +338,11 @@ LogicalResult normc::norm::verifyKernel(KernelOp op) {
 }
 
 LogicalResult normc::norm::verifyNameLength(Operation *op) {
-  auto name = op->getAttrOfType<StringAttr>(SymbolTable::getSymbolAttrName());
+  // A layer's forms are checked by the spec's name (their own add a
+  // suffix that normc chose).
+  auto name = op->getAttrOfType<StringAttr>("layer_name");
+  if (!name)
+    name = op->getAttrOfType<StringAttr>(SymbolTable::getSymbolAttrName());
   if (!name || name.getValue().size() <= kMaxNameLength)
     return success();
   return emitError(argumentLoc(op, "name"))

@@ -55,7 +55,11 @@ def Norm_LayerOp : Norm_Op<"layer", [Symbol]> {
     for f64 tensors and f32 otherwise. `layout` is the memory order in
     PyTorch's words: NCL, NCHW, NCDHW (contiguous) or NLC, NHWC, NDHWC
     (channels-last), or `contiguous` for kinds of any rank. The epilogue is
-    y = activation(norm(x) + residual).
+    y = activation(norm(x) + residual). A spec layer with lists of dtypes or
+    layouts becomes one op per (dtype, layout) form, each with its own
+    `sym_name` (the first form's is the spec's name, the others add
+    `__<dtype>_<layout>`) and all with `layer_name`, the spec's name, which
+    the runtime looks them up by.
     ```mlir
     norm.layer @bn {activation = "none", affine = true, bias = true,
                     dtype = f32, eps = 1.0e-05 : f64, kind = "BatchNorm2d",
@@ -71,7 +75,7 @@ def Norm_LayerOp : Norm_Op<"layer", [Symbol]> {
                        BoolAttr:$affine, BoolAttr:$bias,
                        BoolAttr:$track_running_stats, TypeAttr:$dtype,
                        StrAttr:$layout, StrAttr:$activation,
-                       BoolAttr:$residual);
+                       BoolAttr:$residual, OptionalAttr<StrAttr>:$layer_name);
   let assemblyFormat = "$sym_name attr-dict";
   let verifier = [{ return ::normc::norm::verifyLayer(*this); }];
   let extraClassDeclaration = [{
@@ -87,6 +91,9 @@ def Norm_LayerOp : Norm_Op<"layer", [Symbol]> {
     ::normrt::kinds::Activation getActivationKind();
     /// Whether the layer keeps running statistics (and has their kernels).
     bool tracksRunningStats();
+    /// The layer's name in the spec: `layer_name` for a form of a layer
+    /// with several dtypes or layouts, else `sym_name`.
+    ::llvm::StringRef getLayerName();
   }];
 }
 

@@ -60,7 +60,8 @@ const normrt_layer_desc *normrt::findLayer(const char *name,
         continue;
       for (int32_t i = 0; i < m->num_layers; ++i) {
         const normrt_layer_desc &d = m->layers[i];
-        if (layerName != d.name)
+        // Forms after a layer's first are reached through the first.
+        if (d.num_forms == 0 || layerName != d.name)
           continue;
         sameName = &d;
         if (std::strcmp(d.target, target) != 0)
@@ -142,14 +143,17 @@ int normrt_set_num_threads(int threads) {
 const char *normrt_layer_name_at(int index, const char **target) {
   Registry &r = registry();
   std::lock_guard<std::mutex> lock(r.mutex);
-  for (const normrt_module *m : r.modules) {
-    if (index < m->num_layers) {
-      if (target)
-        *target = m->layers[index].target;
-      return m->layers[index].name;
+  for (const normrt_module *m : r.modules)
+    for (int32_t i = 0; i < m->num_layers; ++i) {
+      const normrt_layer_desc &d = m->layers[i];
+      if (d.num_forms == 0) // a later form of the layer before it
+        continue;
+      if (index-- == 0) {
+        if (target)
+          *target = d.target;
+        return d.name;
+      }
     }
-    index -= m->num_layers;
-  }
   return nullptr;
 }
 

@@ -125,10 +125,18 @@ struct StateBuffer {
 } // namespace
 
 struct normrt_layer {
+  /// The form a call runs: its desc, and the variant of desc->variants this
+  /// CPU runs. Layers with several dtypes or layouts pick a form for each
+  /// call by its input (selectForm); between calls it is the last call's.
   const normrt_layer_desc *desc;
-  const normrt::kinds::Kind *kind = nullptr;
-  /// The variant of desc->variants this CPU runs, and its kernels.
   const normrt_kernel_variant *variant = nullptr;
+  /// Every form (dtype and layout), in the spec's order; one for most.
+  struct Form {
+    const normrt_layer_desc *desc;
+    const normrt_kernel_variant *variant;
+  };
+  std::vector<Form> forms;
+  const normrt::kinds::Kind *kind = nullptr;
   /// The Halide runtime of the layer's module.
   const normrt_halide_api *halide = nullptr;
   bool training = true;
@@ -596,26 +604,71 @@ int featureDim(const normrt_layer *layer, const normrt_tensor *x) {
   return 1;
 }
 
-/// Strides must be all zero (dense in the layer's layout) or those of a
-/// dense tensor in the layer's layout; extent-1 dimensions may have any
+/// The first dimension whose stride is not that of a dense tensor in the
+/// layout (writing the expected stride), or -1 when t fits it. All-zero
+/// strides mean dense in any layout; extent-1 dimensions may have any
 /// stride, as in PyTorch.
-int checkLayout(const normrt_layer *layer, const normrt_tensor *t,
-                const char *what, int featureDim) {
-  bool channelsLast = layer->desc->layout != 0;
+int32_t layoutMismatch(const normrt_tensor *t, bool channelsLast,
+                       int featureDim, int64_t *expectedStride) {
   bool allZero = true;
   for (int32_t i = 0; i < t->ndim; ++i)
     allZero &= t->strides[i] == 0;
   if (allZero)
-    return 0;
+    return -1;
   int64_t expected[NORMRT_MAX_DIMS];
   denseStrides(t, channelsLast, featureDim, expected);
   for (int32_t i = 0; i < t->ndim; ++i)
-    if (t->shape[i] != 1 && t->strides[i] != expected[i])
-      return fail("%s does not have the layer's %s layout (stride %lld in "
-                  "dimension %d, expected %lld)",
-                  what, channelsLast ? "channels-last" : "contiguous",
-                  (long long)t->strides[i], i, (long long)expected[i]);
+    if (t->shape[i] != 1 && t->strides[i] != expected[i]) {
+      *expectedStride = expected[i];
+      return i;
+    }
+  return -1;
+}
+
+/// Strides must be all zero (dense in the layer's layout) or those of a
+/// dense tensor in the layer's layout.
+int checkLayout(const normrt_layer *layer, const normrt_tensor *t,
+                const char *what, int featureDim) {
+  bool channelsLast = layer->desc->layout != 0;
+  int64_t expected = 0;
+  int32_t dim = layoutMismatch(t, channelsLast, featureDim, &expected);
+  if (dim >= 0)
+    return fail("%s does not have the layer's %s layout (stride %lld in "
+                "dimension %d, expected %lld)",
+                what, channelsLast ? "channels-last" : "contiguous",
+                (long long)t->strides[dim], dim, (long long)expected);
   return 0;
+}
+
+/// For a layer with several forms, makes the form whose dtype is x's and
+/// whose layout fits x's strides the call's (the first that does); a
+/// layer with one form keeps it, and its checks say what does not fit.
+int selectForm(normrt_layer *layer, const normrt_tensor *x) {
+  if (layer->forms.size() < 2 || !x || x->ndim < 0 ||
+      x->ndim > NORMRT_MAX_DIMS)
+    return 0; // the checks say what is wrong
+  int fd = featureDim(layer, x);
+  for (const normrt_layer::Form &form : layer->forms) {
+    int64_t ignored;
+    if (form.desc->dtype == x->dtype &&
+        layoutMismatch(x, form.desc->layout != 0, fd, &ignored) < 0) {
+      layer->desc = form.desc;
+      layer->variant = form.variant;
+      return 0;
+    }
+  }
+  std::string forms;
+  for (const normrt_layer::Form &form : layer->forms)
+    forms += std::string(forms.empty() ? "" : ", ") +
+             dtypeName(form.desc->dtype) +
+             (form.desc->layout ? " channels-last" : " contiguous");
+  std::string strides = "[";
+  for (int32_t i = 0; i < x->ndim; ++i)
+    strides += (i ? ", " : "") + std::to_string(x->strides[i]);
+  return fail("layer '%s' has no form for an input of dtype %s with strides "
+              "%s]; it was compiled for %s",
+              layer->desc->name, dtypeName(x->dtype), strides.c_str(),
+              forms.c_str());
 }
 
 /// Checks x as the torch.nn module of the layer's kind does, and maps it
@@ -827,6 +880,18 @@ normrt_layer *normrt_layer_create(const char *name, const char *target) {
   layer->desc = desc;
   layer->kind = kind;
   layer->variant = &desc->variants[variant];
+  for (int32_t i = 0; i < std::max(desc->num_forms, 1); ++i) {
+    const normrt_layer_desc *form = desc + i;
+    int32_t v = normrt_runnable_variant(form);
+    if (v < 0 || form->param_dtype != desc->param_dtype) {
+      fail("layer '%s' on target '%s': its form %d (%s) does not fit its "
+           "first; rebuild the module with this normc",
+           name, target, int(i), dtypeName(form->dtype));
+      delete layer;
+      return nullptr;
+    }
+    layer->forms.push_back({form, &form->variants[v]});
+  }
   layer->halide = module->halide;
   layer->params = desc->num_features;
   int32_t p = desc->param_dtype;
@@ -903,10 +968,30 @@ int normrt_layer_set_cuda_stream(normrt_layer *layer, void *context,
   return 0;
 }
 
+int32_t normrt_layer_num_forms(const normrt_layer *layer) {
+  return layer ? int32_t(layer->forms.size()) : 0;
+}
+
+int normrt_layer_form(const normrt_layer *layer, int32_t index,
+                      normrt_dtype *dtype, int32_t *channels_last) {
+  if (!layer || !dtype || !channels_last)
+    return fail("normrt_layer_form: layer, dtype and channels_last must not "
+                "be NULL");
+  if (index < 0 || size_t(index) >= layer->forms.size())
+    return fail("layer '%s' has %d form(s); there is no form %d",
+                layer->desc->name, int(layer->forms.size()), int(index));
+  const normrt_layer_desc *d = layer->forms[size_t(index)].desc;
+  *dtype = normrt_dtype(d->dtype);
+  *channels_last = d->layout != 0;
+  succeed();
+  return 0;
+}
+
 int normrt_layer_get_info(const normrt_layer *layer, normrt_layer_info *info) {
   if (!layer || !info)
     return fail("normrt_layer_get_info: layer and info must not be NULL");
-  const normrt_layer_desc *d = layer->desc;
+  // The first form's (the layer's only one, for most).
+  const normrt_layer_desc *d = layer->forms.front().desc;
   std::memset(info, 0, sizeof(*info));
   info->name = d->name;
   info->target = d->target;
@@ -923,7 +1008,7 @@ int normrt_layer_get_info(const normrt_layer *layer, normrt_layer_info *info) {
   info->training = layer->training;
   info->channels_last = d->layout != 0;
   info->device = d->device;
-  info->target_string = layer->variant->target_string;
+  info->target_string = layer->forms.front().variant->target_string;
   info->num_groups = d->num_groups;
   info->normalized_ndim = d->normalized_ndim;
   for (int32_t i = 0; i < d->normalized_ndim && i < NORMRT_MAX_DIMS; ++i)
@@ -995,6 +1080,8 @@ int bindSaved(normrt_layer *layer, const normrt_saved_stats *saved,
 /// caller's) or, when it is null, in the layer.
 int runForward(normrt_layer *layer, const normrt_forward_args *a,
                normrt_saved_stats *saved) {
+  if (selectForm(layer, a->input))
+    return 1;
   const normrt_layer_desc *d = layer->desc;
   bool batchStats = usesBatchStats(layer);
   normrt::Geometry g;
@@ -1094,6 +1181,8 @@ int runForward(normrt_layer *layer, const normrt_forward_args *a,
 /// `saved` is not null, else from the layer's last forward.
 int runBackward(normrt_layer *layer, const normrt_backward_args *a,
                 const normrt_saved_stats *saved) {
+  if (selectForm(layer, a->input))
+    return 1;
   const normrt_layer_desc *d = layer->desc;
   const normrt_tensor *x = a->input, *z = a->residual, *dy = a->grad_output;
   normrt_tensor *dx = a->grad_input, *dz = a->grad_residual;
@@ -1375,6 +1464,9 @@ int normrt_layer_stats_count(const normrt_layer *layer, const normrt_tensor *x,
                              int64_t *count) {
   if (!layer || !count)
     return fail("normrt_layer_stats_count: layer and count must not be NULL");
+  // The count does not depend on the form; the checks do.
+  if (selectForm(const_cast<normrt_layer *>(layer), x))
+    return 1;
   normrt::Geometry g;
   if (checkInput(layer, x, "input", false, g))
     return 1;

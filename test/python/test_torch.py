@@ -280,6 +280,57 @@ class Layouts(unittest.TestCase):
                 self.assertLess(rel_err(y, t(x)), 1e-12)
 
 
+class Forms(unittest.TestCase):
+    def test_dtypes_and_layouts_of_one_layer(self):
+        """A layer compiled for f32 and bf16 in NCHW and NHWC: inputs of
+        each are used as they are (outputs in the input's layout), the forms
+        share one state, and torch's module agrees."""
+        m = lib().module("bn2_forms")
+        self.assertEqual(m.forms, [(torch.float32, False), (torch.float32, True),
+                                   (torch.bfloat16, False), (torch.bfloat16, True)])
+        t = torch.nn.BatchNorm2d(4)
+        for step, fmt in enumerate((torch.contiguous_format, torch.channels_last) * 2):
+            x = (torch.randn(3, 4, 3, 5) * (1 + step) + step).contiguous(memory_format=fmt)
+            if step >= 2:  # bf16: compare with torch on the same rounded values
+                x = x.bfloat16()
+            y = m(x)
+            self.assertEqual(y.dtype, x.dtype)
+            self.assertTrue(y.is_contiguous(memory_format=fmt))
+            want = t(x.float())
+            self.assertLess(rel_err(y, want), 2e-2 if step >= 2 else 1e-5, "step %d" % step)
+            self.assertLess(rel_err(m.running_var, t.running_var), 1e-5)
+        self.assertEqual(int(m.num_batches_tracked), 4)
+        with self.assertRaises(normrt.NormrtError) as cm:
+            m(torch.randn(3, 4, 3, 5, dtype=torch.float64))
+        self.assertIn("has no form for an input of dtype float64", str(cm.exception))
+
+
+class Specs(unittest.TestCase):
+    def test_spec_from_model(self):
+        """One layer per normalization module, named by its path, with the
+        module's arguments; lists for dtypes and both layouts."""
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8, eps=1e-3, momentum=None),
+            torch.nn.Sequential(torch.nn.GroupNorm(2, 8), torch.nn.InstanceNorm2d(8)),
+            torch.nn.LayerNorm([5, 5], elementwise_affine=False))
+        text = nt.spec_from_model(model)
+        self.assertIn('target cpu = "host"', text)
+        self.assertIn("layer _1 = BatchNorm2d(8, eps=0.001, momentum=None, affine=true, "
+                      "track_running_stats=true, dtype=f32)", text)
+        self.assertIn("layer _2_0 = GroupNorm(2, 8, eps=1e-05, affine=true, dtype=f32)", text)
+        self.assertIn("layer _2_1 = InstanceNorm2d(8, eps=1e-05, momentum=0.1, affine=false, "
+                      "track_running_stats=false, dtype=f32)", text)
+        self.assertIn("layer _3 = LayerNorm([5, 5], eps=1e-05, elementwise_affine=false, "
+                      "dtype=f32)", text)
+        self.assertEqual(text.count("\nlayer "), 4)
+        both = nt.spec_from_model(model.double(), layout="both",
+                                  dtypes=[torch.float32, torch.bfloat16])
+        self.assertIn("dtype=[f32, bf16], layout=[NCHW, NHWC])", both)
+        self.assertIn("layer _3 = LayerNorm([5, 5], eps=1e-05, elementwise_affine=false, "
+                      "dtype=[f32, bf16])", both)
+        self.assertIn("dtype=f64", nt.spec_from_model(model))
+
+
 class Misuse(unittest.TestCase):
     """Wrong inputs raise NormrtError with normrt's (PyTorch's) words."""
 

@@ -48,7 +48,7 @@
 extern "C" {
 #endif
 
-#define NORMRT_MODULE_ABI_VERSION 7
+#define NORMRT_MODULE_ABI_VERSION 8
 
 typedef enum {
   NORMRT_KERNEL_FORWARD_TRAIN = 0,
@@ -159,7 +159,12 @@ typedef struct normrt_layer_desc {
   int32_t bias;            /* the affine form has a bias */
   int32_t activation;      /* 0 none, 1 relu, 2 silu */
   int32_t residual;        /* takes a residual input */
-  int32_t reserved;
+  /* A spec layer with several dtypes or layouts (dtype=[f32, bf16],
+   * layout=[NCHW, NHWC]) has one desc per (dtype, layout) form, consecutive
+   * in the table and sharing the name and target: the first has num_forms =
+   * their number, the others 0 (they are found through the first). A layer
+   * of one form has 1. The forms share the parameter dtype. */
+  int32_t num_forms;
 } normrt_layer_desc;
 
 struct halide_buffer_t;

@@ -176,6 +176,19 @@ typedef struct {
 } normrt_layer_info;
 int normrt_layer_get_info(const normrt_layer *, normrt_layer_info *info);
 
+/* A layer declared with several dtypes or layouts (dtype=[f32, bf16],
+ * layout=[NCHW, NHWC]) has a compiled form for each pair; every call picks
+ * the form whose dtype is its input's and whose layout fits the input's
+ * strides (the first that does, in the spec's order), and fails when none
+ * does. The forms share one state (their parameter dtype is the same).
+ * normrt_layer_get_info describes the first form. normrt_layer_num_forms
+ * gives their number (1 for a layer of one dtype and layout);
+ * normrt_layer_form the dtype and layout (channels_last) of form `index`,
+ * failing for an index out of range. */
+int32_t normrt_layer_num_forms(const normrt_layer *layer);
+int normrt_layer_form(const normrt_layer *layer, int32_t index,
+                      normrt_dtype *dtype, int32_t *channels_last);
+
 /* Names of the layers linked into the program: index 0, 1, ... until NULL. */
 const char *normrt_layer_name_at(int index, const char **target);
 

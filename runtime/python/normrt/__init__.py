@@ -131,6 +131,11 @@ class Library:
                                              ctypes.POINTER(ctypes.c_char_p)]
         lib.normrt_last_error.restype = ctypes.c_char_p
         lib.normrt_set_num_threads.argtypes = [ctypes.c_int]
+        lib.normrt_layer_num_forms.restype = ctypes.c_int32
+        lib.normrt_layer_num_forms.argtypes = [ctypes.c_void_p]
+        lib.normrt_layer_form.argtypes = [ctypes.c_void_p, ctypes.c_int32,
+                                          ctypes.POINTER(ctypes.c_int),
+                                          ctypes.POINTER(ctypes.c_int32)]
         lib.normrt_layer_bind_state.argtypes = [ctypes.c_void_p, ctypes.c_char_p,
                                                 ctypes.POINTER(Tensor)]
         lib.normrt_layer_stats_count.argtypes = [ctypes.c_void_p, ctypes.POINTER(Tensor),
@@ -257,6 +262,17 @@ class Layer:
             self.library._check_open()
             raise NormrtError("layer '%s' has been destroyed" % self.info.name.decode())
         return self.handle
+
+    def forms(self):
+        """(dtype, channels_last) of each compiled form, in the spec's order:
+        one for a layer of one dtype and layout."""
+        out = []
+        for i in range(self.lib.normrt_layer_num_forms(self._h())):
+            dtype, channels_last = ctypes.c_int(), ctypes.c_int32()
+            self.library.check(self.lib.normrt_layer_form(
+                self._h(), i, ctypes.byref(dtype), ctypes.byref(channels_last)))
+            out.append((dtype.value, bool(channels_last.value)))
+        return out
 
     def bind_state(self, name, storage):
         """Makes the memory of `storage` (a Tensor struct; None unbinds) the

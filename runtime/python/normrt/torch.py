@@ -22,10 +22,12 @@ modes. Autograd goes through a torch.autograd.Function whose forward keeps
 the saved statistics in the graph (normrt_layer_forward_saved), so one
 module may be applied to several batches before one backward.
 
-Inputs may be in any memory format: the module makes them dense in the
-layer's layout (contiguous, or channels-last for NHWC-style layers) first,
-and its outputs are in that layout. Modules run CPU layers; a CUDA or
-OpenCL layer is refused when the module is made.
+A layer compiled with several dtypes or layouts (dtype=[f32, bf16],
+layout=[NCHW, NHWC]) takes inputs of each of its dtypes. Inputs may be in
+any memory format: one dense in a layout the layer has for the input's dtype
+is used as it is, others are made dense in the first such layout; outputs
+are in the layout used. Modules run CPU layers; a CUDA or OpenCL layer is
+refused when the module is made.
 """
 
 import ctypes
@@ -140,6 +142,8 @@ class NormModule(torch.nn.Module):
         self.eps = info.eps
         self.momentum = None if info.momentum_is_none else info.momentum
         self.track_running_stats = bool(info.track_running_stats)
+        # (torch dtype, channels_last) of each compiled form.
+        self.forms = [(_TORCH_DTYPE[d], cl) for d, cl in layer.forms()]
         self.channels_last = bool(info.channels_last)
         self.dtype = _TORCH_DTYPE[info.dtype]
         self.param_dtype = _TORCH_DTYPE[info.param_dtype]
@@ -219,12 +223,20 @@ class NormModule(torch.nn.Module):
         return 0 if unbatched else 1
 
     def _in_layout(self, t):
-        """t, dense in the layer's layout (a copy only when it is not)."""
-        if not self.channels_last or t.dim() < 3:
+        """t, dense in a layout the layer has for t's dtype: as it is when
+        it already is, else a copy in the first such layout."""
+        layouts = [cl for dtype, cl in self.forms if dtype == t.dtype] or \
+            [cl for _, cl in self.forms]
+        if t.dim() < 3:
             return t.contiguous()
         c = self._feature_dim(t)
         order = [d for d in range(t.dim()) if d != c] + [c]
         inverse = [order.index(d) for d in range(t.dim())]
+        for channels_last in layouts:
+            if (t.permute(order) if channels_last else t).is_contiguous():
+                return t
+        if not layouts[0]:
+            return t.contiguous()
         return t.permute(order).contiguous().permute(inverse)
 
     def forward(self, input, residual=None):
@@ -285,10 +297,12 @@ def _module_dtype(module):
     return torch.get_default_dtype()
 
 
-def _spec_line(path, module, kind, layout):
-    dtype = _module_dtype(module)
-    if dtype not in _SPEC_DTYPE:
-        raise ValueError("module '%s' has dtype %s, which normc does not compile" % (path, dtype))
+def _spec_line(path, module, kind, layout, dtypes):
+    dtypes = dtypes or [_module_dtype(module)]
+    for dtype in dtypes:
+        if dtype not in _SPEC_DTYPE:
+            raise ValueError("module '%s' would have dtype %s, which normc does not compile"
+                             % (path, dtype))
     args = []
     if kind.startswith(("BatchNorm", "InstanceNorm")):
         momentum = "None" if module.momentum is None else _number(module.momentum)
@@ -306,30 +320,37 @@ def _spec_line(path, module, kind, layout):
         args.append("elementwise_affine=" + str(bool(module.elementwise_affine)).lower())
         if kind == "LayerNorm" and module.elementwise_affine and module.bias is None:
             args.append("bias=false")
-    args.append("dtype=" + _SPEC_DTYPE[dtype])
-    if layout == "channels_last" and kind != "LayerNorm" and kind != "RMSNorm":
-        rank = {"1d": 1, "2d": 2, "3d": 3}.get(kind[-2:])
-        if rank is not None:
-            args.append("layout=" + {1: "NLC", 2: "NHWC", 3: "NDHWC"}[rank])
+    names = [_SPEC_DTYPE[d] for d in dtypes]
+    args.append("dtype=" + (names[0] if len(names) == 1 else "[" + ", ".join(names) + "]"))
+    rank = {"1d": 1, "2d": 2, "3d": 3}.get(kind[-2:])
+    if layout != "contiguous" and kind.startswith(("BatchNorm", "InstanceNorm")) and rank:
+        last = {1: "NLC", 2: "NHWC", 3: "NDHWC"}[rank]
+        first = {1: "NCL", 2: "NCHW", 3: "NCDHW"}[rank]
+        args.append("layout=" + (last if layout == "channels_last"
+                                 else "[%s, %s]" % (first, last)))
     return "layer %s = %s(%s)" % (layer_name(path), kind, ", ".join(args))
 
 
-def spec_from_model(model, target="host", path=None, layout="contiguous", label="cpu"):
+def spec_from_model(model, target="host", path=None, layout="contiguous", label="cpu",
+                    dtypes=None):
     """The .norm spec of every normalization module of `model`: one layer
     per module, named by its module path (dots as underscores), with its
     num_features (or groups, or normalized_shape), eps, momentum, affine,
-    track_running_stats and dtype; `layout="channels_last"` compiles the
-    channels-last layout where the kind has one. The spec's one target is
-    `label` = `target` (a Halide target string, "host" for this CPU).
-    Written to `path` when given; returned either way."""
-    if layout not in ("contiguous", "channels_last"):
-        raise ValueError("layout must be 'contiguous' or 'channels_last', not %r" % (layout,))
+    track_running_stats and dtype. `layout="channels_last"` compiles the
+    channels-last layout of BatchNorm and InstanceNorm, `"both"` both
+    layouts (a layer with two forms); `dtypes` (torch dtypes) compiles those
+    instead of each module's own (a layer with a form per dtype). The spec's
+    one target is `label` = `target` (a Halide target string, "host" for
+    this CPU). Written to `path` when given; returned either way."""
+    if layout not in ("contiguous", "channels_last", "both"):
+        raise ValueError("layout must be 'contiguous', 'channels_last' or 'both', not %r"
+                         % (layout,))
     lines = ["# Normalization layers of %s, written by normrt.torch.spec_from_model."
              % type(model).__name__,
              'target %s = "%s"' % (label, target), ""]
     names = set()
     for module_path, module, kind in norm_modules(model):
-        line = _spec_line(module_path, module, kind, layout)
+        line = _spec_line(module_path, module, kind, layout, dtypes)
         name = layer_name(module_path)
         if name in names:
             raise ValueError("two modules map to the layer name '%s'; rename one" % name)
@@ -365,7 +386,7 @@ def convert(model, library, target="cpu"):
 
 
 def compile_model(model, directory, normc=None, module="model", target="host",
-                  layout="contiguous"):
+                  layout="contiguous", dtypes=None):
     """spec_from_model(model) written to `directory`/`module`.norm, compiled
     there with `normc --shared` (the executable `normc`, else $NORMC, else
     normc on PATH), and loaded. Returns the Library; NormrtError with
@@ -375,7 +396,7 @@ def compile_model(model, directory, normc=None, module="model", target="host",
         raise _core.NormrtError("normc not found: pass normc=PATH, set NORMC or put it on PATH")
     os.makedirs(directory, exist_ok=True)
     spec = os.path.join(directory, module + ".norm")
-    spec_from_model(model, target=target, path=spec, layout=layout)
+    spec_from_model(model, target=target, path=spec, layout=layout, dtypes=dtypes)
     run = subprocess.run([normc, spec, "-o", directory, "--module", module, "--shared",
                           "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          universal_newlines=True)

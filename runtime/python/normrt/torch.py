@@ -49,24 +49,23 @@ _SPEC_DTYPE = {torch.float32: "f32", torch.float64: "f64",
 _STATE = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
+_SHAPE = ctypes.c_int64 * 8
+
+
 def _tensor(t):
     """A normrt_tensor for the torch tensor `t`, strides included."""
-    if t.device.type not in ("cpu", "cuda"):
+    device = t.device.type
+    if device not in ("cpu", "cuda"):
         raise _core.NormrtError("normrt takes CPU and CUDA tensors, not tensors on device '%s'"
                                 % t.device)
-    if t.dtype not in _NORMRT_DTYPE:
+    dtype = _NORMRT_DTYPE.get(t.dtype)
+    if dtype is None:
         raise _core.NormrtError("normrt has no dtype %s" % t.dtype)
-    out = _core.Tensor()
-    out.data = t.data_ptr()
-    out.ndim = t.dim()
-    if t.dim() > 8:
-        raise _core.NormrtError("normrt tensors have at most 8 dimensions, got %d" % t.dim())
-    for i in range(t.dim()):
-        out.shape[i] = t.shape[i]
-        out.strides[i] = t.stride(i)
-    out.dtype = _NORMRT_DTYPE[t.dtype]
-    out.device = 1 if t.device.type == "cuda" else 0
-    return out
+    ndim = t.dim()
+    if ndim > 8:
+        raise _core.NormrtError("normrt tensors have at most 8 dimensions, got %d" % ndim)
+    return _core.Tensor(t.data_ptr(), ndim, _SHAPE(*t.shape), _SHAPE(*t.stride()), dtype,
+                        1 if device == "cuda" else 0)
 
 
 def _ptr(struct):

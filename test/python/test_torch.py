@@ -268,6 +268,41 @@ class StateDict(unittest.TestCase):
         self.assertNotEqual(float(m.running_mean[0]), 2.0)
 
 
+class Copies(unittest.TestCase):
+    def test_deepcopy_and_pickle(self):
+        """copy.deepcopy gives a new layer with the same state (then
+        independent); torch.save/torch.load of the module makes it again
+        from the library's path."""
+        import copy
+        import io
+        m = lib().module("bn2")
+        x = torch.randn(3, 3, 2, 2, dtype=torch.float64)
+        m(x)
+        with torch.no_grad():
+            m.weight.fill_(2.0)
+        for name in ("deepcopy", "pickle"):
+            with self.subTest(name=name):
+                if name == "deepcopy":
+                    c = copy.deepcopy(m)
+                else:
+                    buffer = io.BytesIO()
+                    torch.save(m, buffer)
+                    buffer.seek(0)
+                    c = torch.load(buffer)
+                self.assertIsNot(c._layer, m._layer)
+                for key, value in m.state_dict().items():
+                    self.assertTrue(torch.equal(c.state_dict()[key], value), key)
+                    self.assertNotEqual(c.state_dict()[key].data_ptr(), value.data_ptr())
+                m.eval()
+                c.eval()
+                self.assertTrue(torch.equal(c(x), m(x)))
+                m.train()
+                c.train()
+                c(x * 3)  # the copy's statistics move, the original's do not
+                self.assertEqual(int(m.num_batches_tracked), 1)
+                self.assertEqual(int(c.num_batches_tracked), 2)
+
+
 class Layouts(unittest.TestCase):
     def test_channels_last_and_contiguous_inputs(self):
         m = lib().module("bn2_nhwc")

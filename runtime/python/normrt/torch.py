@@ -187,6 +187,30 @@ class NormModule(torch.nn.Module):
         self._layer_training = None
         self.train(self.training)
 
+    def _copy_into(self, new):
+        """new (a fresh module of the same layer) with this one's state,
+        mode and requires_grad flags."""
+        new.load_state_dict(self.state_dict())
+        new.train(self.training)
+        for p, q in zip(self.parameters(), new.parameters()):
+            q.requires_grad_(p.requires_grad)
+        return new
+
+    def __deepcopy__(self, memo):
+        """A new layer of the same library with a copy of this one's state
+        (copy.deepcopy of a model copies its normc modules this way)."""
+        new = NormModule(self._layer.library, self.layer_name, self.target)
+        memo[id(self)] = new
+        return self._copy_into(new)
+
+    def __reduce__(self):
+        """Pickled (torch.save of a whole model) as the library's path, the
+        layer's name and target, and its state: unpickling loads the library
+        again and makes the layer."""
+        state = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        return (_restore, (self._layer.library.path, self.layer_name, self.target, state,
+                           self.training))
+
     def extra_repr(self):
         return "%s '%s' (target %s), eps=%g, momentum=%s, affine=%s, track_running_stats=%s, " \
                "dtype=%s%s" % (self.kind, self.layer_name, self.target, self.eps, self.momentum,
@@ -242,6 +266,14 @@ class NormModule(torch.nn.Module):
         self._sync_state()
         self._sync_mode()
         return _NormFunction.apply(self, input, residual, self.weight, self.bias)
+
+
+def _restore(path, name, target, state, training):
+    """Unpickles a NormModule (NormModule.__reduce__)."""
+    module = NormModule(_core.load(path), name, target)
+    module.load_state_dict(state)
+    module.train(training)
+    return module
 
 
 # ---- Models -----------------------------------------------------------------

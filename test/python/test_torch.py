@@ -338,6 +338,13 @@ class Forms(unittest.TestCase):
         with self.assertRaises(normrt.NormrtError) as cm:
             m(torch.randn(3, 4, 3, 5, dtype=torch.float64))
         self.assertIn("has no form for an input of dtype float64", str(cm.exception))
+        # A model moved to bf16 keeps the layer's f32 state and runs its bf16 forms.
+        model = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 1), m).to(torch.bfloat16)
+        self.assertEqual(model[0].weight.dtype, torch.bfloat16)
+        self.assertEqual(m.weight.dtype, torch.float32)
+        y = model(torch.randn(3, 4, 3, 5, dtype=torch.bfloat16))
+        self.assertEqual(y.dtype, torch.bfloat16)
+        self.assertEqual(int(m.num_batches_tracked), 5)
 
 
 class Specs(unittest.TestCase):
@@ -392,9 +399,15 @@ class Misuse(unittest.TestCase):
 
     def test_state_of_the_wrong_dtype(self):
         m = lib().module("bn2_f32")
-        m.double()
-        self.raises("weight has dtype float64, but the layer expects float32",
+        m.double()  # the state keeps the layer's parameter dtype
+        self.assertEqual(m.weight.dtype, torch.float32)
+        self.assertEqual(m.running_var.dtype, torch.float32)
+        self.raises("input has dtype float64, but the layer expects float32",
                     lambda: m(torch.randn(2, 4, 2, 2, dtype=torch.float64)))
+        with torch.no_grad():  # a tensor of another dtype put in by hand
+            m.weight = torch.nn.Parameter(torch.ones(4, dtype=torch.float64))
+        self.raises("weight has dtype float64, but the layer expects float32",
+                    lambda: m(torch.randn(2, 4, 2, 2)))
 
     def test_unknown_layer_and_bad_library(self):
         self.raises("no_such_layer", lambda: lib().module("no_such_layer"))

@@ -14,10 +14,11 @@ buffers of the torch.nn class of its kind, with torch's names and shapes
 state_dict() and load_state_dict() go both ways between it and torch's
 module. They are ordinary torch tensors bound to the normrt layer as its
 storage (normrt_layer_bind_state): the kernels read them and write the
-running statistics into them, with no copies. Moving them (`.to()`,
-`.double()`, assigning new tensors) is noticed at the next call, which binds
-the new tensors, or fails with normrt's message when the layer cannot take
-them (a dtype the spec did not compile). train()/eval() are the layer's
+running statistics into them, with no copies. Replacing them (`.to()`,
+assigning new tensors) is noticed at the next call, which binds the new
+tensors, or fails with normrt's message when the layer cannot take them.
+Dtype conversions of a model (`.double()`, `.to(torch.bfloat16)`) leave
+them in the layer's parameter dtype, which normc's kernels need. train()/eval() are the layer's
 modes. Autograd goes through a torch.autograd.Function whose forward keeps
 the saved statistics in the graph (normrt_layer_forward_saved), so one
 module may be applied to several batches before one backward.
@@ -186,6 +187,23 @@ class NormModule(torch.nn.Module):
         self._sync_state()
         self._layer_training = None
         self.train(self.training)
+
+    def _apply(self, fn, *args, **kwargs):
+        """Module.to() and friends, keeping the parameters and statistics in
+        the layer's parameter dtype (f32 for f32, f16 and bf16 layers), as
+        normc's kernels need: `model.to(torch.bfloat16)` changes the dtype
+        of the activations, not of the normalization state."""
+        super()._apply(fn, *args, **kwargs)
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            t = getattr(self, name, None)
+            if t is None or t.dtype == self.param_dtype:
+                continue
+            with torch.no_grad():
+                if isinstance(t, torch.nn.Parameter):
+                    t.data = t.data.to(self.param_dtype)
+                else:
+                    self._buffers[name] = t.to(self.param_dtype)
+        return self
 
     def _copy_into(self, new):
         """new (a fresh module of the same layer) with this one's state,

@@ -8,6 +8,11 @@
 // Registry.cpp, the kinds' shape rules in Geometry.cpp, errors and dtype
 // helpers in Support.cpp.
 //
+// A layer's state may live in memory its client owns (bind_state: the
+// StateBuffer's `client`), its saved statistics in the client's tensors
+// (forward_saved/backward_saved), and a layer with several dtypes or
+// layouts has a form per pair, of which each call runs one (selectForm).
+//
 // Failure atomicity: kernels write batch statistics and updated running
 // statistics into per-layer scratch space; the layer's own state is updated
 // only after every kernel of the call has succeeded. A layer is, like a torch

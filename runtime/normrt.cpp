@@ -882,9 +882,7 @@ normrt_layer *normrt_layer_create(const char *name, const char *target) {
   module->halide->set_error_handler(onHalideError);
 
   auto *layer = new normrt_layer;
-  layer->desc = desc;
   layer->kind = kind;
-  layer->variant = &desc->variants[variant];
   for (int32_t i = 0; i < std::max(desc->num_forms, 1); ++i) {
     const normrt_layer_desc *form = desc + i;
     int32_t v = normrt_runnable_variant(form);
@@ -897,6 +895,8 @@ normrt_layer *normrt_layer_create(const char *name, const char *target) {
     }
     layer->forms.push_back({form, &form->variants[v]});
   }
+  layer->desc = desc;
+  layer->variant = layer->forms.front().variant;
   layer->halide = module->halide;
   layer->params = desc->num_features;
   int32_t p = desc->param_dtype;

@@ -2,6 +2,8 @@
 #
 #   bin/normc                          the compiler
 #   lib/libnormrt.a                    the runtime
+#   lib/libnormrt_mpi.a                SyncBatchNorm's allreduce hook on MPI
+#                                      (link it with your MPI; not exported)
 #   include/normrt/*.h, normrt.hpp     its C ABI, C++ wrapper, module table,
 #                                      the kind table (C++)
 #   lib/cmake/normc/                   find_package(normc CONFIG)
@@ -17,6 +19,9 @@ install(TARGETS normc EXPORT normcTargets
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(TARGETS normrt EXPORT normcTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+install(TARGETS normrt_mpi ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+install(FILES runtime/mpi/normrt_mpi.h
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/normrt)
 install(FILES runtime/include/normrt/normrt.h runtime/include/normrt/normrt.hpp
               runtime/include/normrt/module.h
               runtime/include/normrt/cpu_features.h

@@ -6,6 +6,8 @@
 //   forward_train, backward                         always
 //   update_stats, forward_eval, backward_eval       with running statistics
 //                                                   (kinds that keep them)
+//   forward_eval, batch_stats, backward_reduce,     SyncBatchNorm (the split
+//   backward_elemt                                  training kernels)
 // A layer that already has kernels is left alone, so the pass is idempotent.
 //
 //===----------------------------------------------------------------------===//
@@ -35,12 +37,18 @@ struct ExpandKernelsPass : public ExpandKernelsBase<ExpandKernelsPass> {
     for (norm::LayerOp layer : layers) {
       if (expanded.contains(layer.sym_name()))
         continue;
-      llvm::SmallVector<KernelKind, 5> kinds = {KernelKind::ForwardTrain,
+      llvm::SmallVector<KernelKind, 8> kinds = {KernelKind::ForwardTrain,
                                                 KernelKind::Backward};
       if (layer.tracksRunningStats())
         kinds = {KernelKind::ForwardTrain, KernelKind::UpdateStats,
                  KernelKind::ForwardEval, KernelKind::Backward,
                  KernelKind::BackwardEval};
+      if (layer.getKindInfo()->syncs) {
+        if (!layer.tracksRunningStats())
+          kinds.push_back(KernelKind::ForwardEval);
+        kinds.append({KernelKind::BatchStats, KernelKind::BackwardReduce,
+                      KernelKind::BackwardElemt});
+      }
       OpBuilder builder(layer->getContext());
       builder.setInsertionPointAfter(layer);
       for (norm::TargetOp target : targets) {

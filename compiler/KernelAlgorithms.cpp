@@ -81,7 +81,10 @@ std::string KernelConfig::key() const {
      << "/act=" << activationName(activation) << "/residual=" << residual;
   if (kind == KernelKind::ForwardTrain)
     os << "/track=" << trackRunning;
-  bool usesEps = kind != KernelKind::Backward;
+  bool usesEps = kind != KernelKind::Backward &&
+                 kind != KernelKind::BatchStats &&
+                 kind != KernelKind::BackwardReduce &&
+                 kind != KernelKind::BackwardElemt;
   if (usesEps)
     os << "/eps=" << llvm::format("%a", eps);
   return os.str();
@@ -146,6 +149,16 @@ using AxisFilter = bool (*)(const ReductionPlan &, Axis);
 bool present(const ReductionPlan &p, Axis a) { return p.has[a]; }
 bool keptAxis(const ReductionPlan &p, Axis a) { return p.kept(a); }
 bool paramAxis(const ReductionPlan &p, Axis a) { return p.has[a] && p.param[a]; }
+
+/// The entries of `at` for the axes `filter` selects, in [s, k, c, n] order.
+std::vector<Expr> selectAxes(const ReductionPlan &p,
+                             const Expr (&at)[kNumAxes], AxisFilter filter) {
+  std::vector<Expr> out;
+  for (int a = 0; a < kNumAxes; ++a)
+    if (filter(p, Axis(a)))
+      out.push_back(at[a]);
+  return out;
+}
 
 /// The pure Vars of the axes `filter` selects, in [s, k, c, n] order.
 std::vector<Var> axisVars(const schedules::KernelStages &k,
@@ -405,11 +418,7 @@ struct Elementwise {
   }
   std::vector<Expr> select(const Expr (&at)[kNumAxes],
                            AxisFilter filter) const {
-    std::vector<Expr> out;
-    for (int a = 0; a < kNumAxes; ++a)
-      if (filter(p, Axis(a)))
-        out.push_back(at[a]);
-    return out;
+    return selectAxes(p, at, filter);
   }
   /// act(u + residual) for the forward; the residual at `at`.
   Expr epilogue(Expr u, const Expr (&at)[kNumAxes]) const {
@@ -528,6 +537,40 @@ Func normalize(const KernelConfig &cfg, const ReductionPlan &p,
   return y;
 }
 
+/// Mean and biased variance per statistic in one pass of shifted sums: with
+/// K a value of the group (its first), d = x - K,
+///   mean = K + E[d],  var = E[d^2] - E[d]^2.
+/// |mean - K| is of the order of the standard deviation, so the subtraction
+/// cancels only about one digit of the accumulator's 16 (f64 for f32/f64
+/// tensors) or 7 (f32 for f16/bf16), unlike E[x^2] - E[x]^2, which cancels
+/// log10(mean^2 / var) of them (PyTorch issue 5410; the offset-data tests
+/// hold it to the float64 reference at mean 1e3, std 1). One pass instead
+/// of two: measured 2.39x -> 2.06x a copy on 64x64x112x112 NCHW and 2.33x ->
+/// 1.69x on 32x64x56x56.
+void shiftedMoments(const KernelConfig &cfg, const ReductionPlan &p,
+                    const Arith &A, const TensorInput &in,
+                    schedules::KernelStages &k, Func mean, Func var) {
+  std::vector<Var> kept = axisVars(k, p, keptAxis);
+  Expr first[kNumAxes];
+  for (int a = 0; a < kNumAxes; ++a)
+    first[a] = p.reduced[a] ? Expr(0) : Expr(k.var(Axis(a)));
+  Func shift("shift_k");
+  shift(kept) = A(ioValue(cfg, in.x(selectAxes(p, first, present))));
+  k.channelFuncs.push_back(shift);
+  k.reductionInputs.push_back(shift);
+  Func sums = statSum(
+      "sum_d_d2", in, p, A,
+      [&](const Expr(&at)[kNumAxes]) {
+        Expr d = A(ioValue(cfg, in.x(selectAxes(p, at, present)))) -
+                 shift(kept);
+        return Tuple(d, d * d);
+      },
+      k);
+  Expr meanD = sums(kept)[0] / in.count;
+  mean(kept) = shift(kept) + meanD;
+  var(kept) = max(sums(kept)[1] / in.count - meanD * meanD, A.constant(0));
+}
+
 /// train forward:
 ///   mean = E[x], var = E[(x - mean)^2], invstd = 1 / sqrt(var + eps)
 ///   y = act((x - mean) * invstd * w + b + residual)
@@ -540,35 +583,10 @@ KernelAlgorithm forwardTrain(const KernelConfig &cfg) {
   TensorInput in(cfg, p, A, k);
   Elementwise el(cfg, p, A, A, k);
   std::vector<Var> kept = axisVars(k, p, keptAxis);
-  Expr first[kNumAxes];
-  for (int a = 0; a < kNumAxes; ++a)
-    first[a] = p.reduced[a] ? Expr(0) : Expr(k.var(Axis(a)));
 
   Func mean("mean"), var("var"), invstd("invstd");
   if (p.centered()) {
-    // Statistics in one pass of shifted sums: with K a value of the group
-    // (its first), d = x - K,  mean = K + E[d],  var = E[d^2] - E[d]^2.
-    // |mean - K| is of the order of the standard deviation, so the
-    // subtraction cancels only about one digit of the accumulator's 16 (f64
-    // for f32/f64 tensors) or 7 (f32 for f16/bf16), unlike E[x^2] - E[x]^2,
-    // which cancels log10(mean^2 / var) of them (PyTorch issue 5410; the
-    // offset-data tests hold it to the float64 reference at mean 1e3, std
-    // 1). One pass instead of two: measured 2.39x -> 2.06x a copy on
-    // 64x64x112x112 NCHW and 2.33x -> 1.69x on 32x64x56x56.
-    Func shift("shift_k");
-    shift(kept) = A(ioValue(cfg, in.x(el.select(first, present))));
-    k.channelFuncs.push_back(shift);
-    k.reductionInputs.push_back(shift);
-    Func sums = statSum(
-        "sum_d_d2", in, p, A,
-        [&](const Expr(&at)[kNumAxes]) {
-          Expr d = A(ioValue(cfg, in.x(el.select(at, present)))) - shift(kept);
-          return Tuple(d, d * d);
-        },
-        k);
-    Expr meanD = sums(kept)[0] / in.count;
-    mean(kept) = shift(kept) + meanD;
-    var(kept) = max(sums(kept)[1] / in.count - meanD * meanD, A.constant(0));
+    shiftedMoments(cfg, p, A, in, k, mean, var);
   } else {
     Func sums = statSum(
         "sum_x2", in, p, A,
@@ -604,6 +622,32 @@ KernelAlgorithm forwardTrain(const KernelConfig &cfg) {
   }
   el.setInputs(a, {in.x}, {}, /*withBias=*/true);
   k.reducesThenWrites = true;
+  return a;
+}
+
+/// SyncBatchNorm's local statistics, the first half of the train forward,
+/// in the accumulator type for the merge across processes (normrt adds
+/// them with Chan et al.'s formula):
+///   batch_mean = E[x],  batch_m2 = sum((x - batch_mean)^2)
+KernelAlgorithm batchStats(const KernelConfig &cfg) {
+  KernelAlgorithm a;
+  schedules::KernelStages &k = a.stages;
+  ReductionPlan p = cfg.plan;
+  if (!p.centered() || !p.paramsAreStatGroups())
+    llvm::report_fatal_error("batch_stats is built for per-channel mean and "
+                             "variance plans only");
+  Arith A = arith(cfg, accumulatorType(cfg.ioType));
+  TensorInput in(cfg, p, A, k);
+  std::vector<Var> kept = axisVars(k, p, keptAxis);
+  Func mean("mean"), var("var");
+  shiftedMoments(cfg, p, A, in, k, mean, var);
+  Func batchMean("batch_mean"), batchM2("batch_m2");
+  batchMean(kept) = mean(kept);
+  batchM2(kept) = var(kept) * in.count;
+  a.outputs = {batchMean, batchM2};
+  k.channelOutputs = {batchMean, batchM2};
+  a.images = {in.x};
+  a.inputs = {in.x};
   return a;
 }
 
@@ -701,7 +745,16 @@ KernelAlgorithm forwardEval(const KernelConfig &cfg) {
 ///   eval:  dx = invstd * g w              (the statistics are constants)
 /// with E_R the mean over the values of each statistic. RMSNorm has no mean:
 /// xhat = x * rstd and no E_R[g w] term.
-KernelAlgorithm backward(const KernelConfig &cfg, bool eval) {
+/// SyncBatchNorm splits the train backward at its reduction (per-channel
+/// plans only): backward_reduce writes the local sum(g) and sum(g (x -
+/// mean)) (sum_dy, sum_dy_xmu), which normrt sums across processes, and
+/// backward_elemt takes those global sums and the global count and writes
+/// dx (and grad_residual) as the train backward does.
+enum class BackwardMode { Train, Eval, Reduce, Elemt };
+
+KernelAlgorithm backward(const KernelConfig &cfg, BackwardMode mode) {
+  bool eval = mode == BackwardMode::Eval;
+  bool split = mode == BackwardMode::Reduce || mode == BackwardMode::Elemt;
   KernelAlgorithm a;
   schedules::KernelStages &k = a.stages;
   ReductionPlan p = cfg.kernelPlan();
@@ -788,15 +841,48 @@ KernelAlgorithm backward(const KernelConfig &cfg, bool eval) {
     k.reductionInputs = {mean, invstd};
     k.paramFuncs = {wE, bE};
   };
+  if (split && (!centered || !p.paramsAreStatGroups()))
+    llvm::report_fatal_error("the split backward kernels are built for "
+                             "per-channel mean and variance plans only");
+  // backward_elemt: the global sums and count, as inputs.
+  ImageParam sumDyIn, sumDyXmuIn;
+  Param<int64_t> globalCount("count");
+  if (mode == BackwardMode::Reduce) {
+    Func sums = statSum("sum_dy_dyxmu", in, p, A, gAndGxmu, k);
+    Func sumDy("sum_dy"), sumDyXmu("sum_dy_xmu");
+    sumDy(kept) = sums(kept)[0];
+    sumDyXmu(kept) = sums(kept)[1];
+    k.reductionInputs = {mean, invstd};
+    k.channelFuncs = {};
+    k.paramFuncs = {};
+    if (cfg.activation != Activation::None)
+      k.paramFuncs = {wE, bE};
+    k.channelOutputs = {sumDy, sumDyXmu};
+    k.tensorOutputs.clear();
+    el.setInputs(a, {in.x, dy}, {statMean, statSecond}, needsBias);
+    a.outputs = {sumDy, sumDyXmu};
+    return a;
+  }
   if (p.paramsAreStatGroups()) {
     // One pass over x and dy: sum(g) and sum(g (x - mean)) per statistic
     // give dx and, as the weight is constant there, the parameter gradients.
-    Func sums = statSum(
-        "sum_dy_dyxmu", in, p, A,
-        gAndGxmu,
-        k);
-    gradBias(kept) = cast(cfg.paramType, sums(kept)[0]);
-    gradWeight(kept) = cast(cfg.paramType, sums(kept)[1] * invstd(kept));
+    Expr sumG, sumGxmu, count = in.count;
+    if (mode == BackwardMode::Elemt) {
+      sumDyIn = ImageParam(A.type, 1, "sum_dy");
+      sumDyXmuIn = ImageParam(A.type, 1, "sum_dy_xmu");
+      sumG = sumDyIn(kept);
+      sumGxmu = sumDyXmuIn(kept);
+      count = A(globalCount);
+    } else {
+      Func sums = statSum(
+          "sum_dy_dyxmu", in, p, A,
+          gAndGxmu,
+          k);
+      sumG = sums(kept)[0];
+      sumGxmu = sums(kept)[1];
+    }
+    gradBias(kept) = cast(cfg.paramType, sumG);
+    gradWeight(kept) = cast(cfg.paramType, sumGxmu * invstd(kept));
     Func gain("gain");
     gain(kept) = E(cfg.affine ? invstd(kept) * A(el.w(kept)) : invstd(kept));
     if (eval) {
@@ -804,8 +890,8 @@ KernelAlgorithm backward(const KernelConfig &cfg, bool eval) {
       k.channelFuncs = {meanE, invstdE, gain};
     } else {
       Func meanDy("mean_dy"), xmuCoeff("xmu_coeff");
-      meanDy(kept) = E(centered ? sums(kept)[0] / in.count : A.constant(0));
-      xmuCoeff(kept) = E(invstd(kept) * invstd(kept) * sums(kept)[1] / in.count);
+      meanDy(kept) = E(centered ? sumG / count : A.constant(0));
+      xmuCoeff(kept) = E(invstd(kept) * invstd(kept) * sumGxmu / count);
       dx(el.select(pure, present)) =
           ioResult(cfg, (g - meanDy(keptPure) -
                          (E(ioValue(cfg, in.x(el.select(pure, present)))) -
@@ -895,6 +981,15 @@ KernelAlgorithm backward(const KernelConfig &cfg, bool eval) {
     dz(el.select(pure, present)) = ioResult(cfg, g);
     a.outputs.push_back(dz);
   }
+  if (mode == BackwardMode::Elemt) {
+    k.reductionInputs.clear();
+    // The parameter gradients are the local sums' (normrt's), not dx's.
+    a.images.insert(a.images.end(), {sumDyIn, sumDyXmuIn});
+    a.inputs.assign(a.images.begin(), a.images.end());
+    a.inputs.push_back(globalCount);
+    a.scalars.push_back(globalCount.parameter());
+    return a;
+  }
   if (cfg.affine) {
     a.outputs.push_back(gradWeight);
     k.channelOutputs.push_back(gradWeight);
@@ -973,6 +1068,25 @@ std::vector<int32_t> kernelSignature(const KernelConfig &cfg) {
     add(bias, {NORMRT_ARG_GRAD_BIAS | OUT});
     break;
   }
+  case KernelKind::BatchStats:
+    add(true, {NORMRT_ARG_X, NORMRT_ARG_BATCH_MEAN | OUT,
+               NORMRT_ARG_BATCH_M2 | OUT});
+    break;
+  case KernelKind::BackwardReduce:
+  case KernelKind::BackwardElemt: {
+    bool elemt = cfg.kind == KernelKind::BackwardElemt;
+    add(true, {NORMRT_ARG_X});
+    add(cfg.residual, {NORMRT_ARG_RESIDUAL});
+    add(true, {NORMRT_ARG_GRAD_OUTPUT, NORMRT_ARG_SAVE_MEAN,
+               NORMRT_ARG_SAVE_INVSTD});
+    add(cfg.affine, {NORMRT_ARG_WEIGHT});
+    add(bias && cfg.activation != Activation::None, {NORMRT_ARG_BIAS});
+    add(elemt, {NORMRT_ARG_SUM_DY, NORMRT_ARG_SUM_DY_XMU, NORMRT_ARG_COUNT,
+                NORMRT_ARG_GRAD_INPUT | OUT});
+    add(elemt && cfg.residual, {NORMRT_ARG_GRAD_RESIDUAL | OUT});
+    add(!elemt, {NORMRT_ARG_SUM_DY | OUT, NORMRT_ARG_SUM_DY_XMU | OUT});
+    break;
+  }
   }
   return sig;
 }
@@ -990,10 +1104,19 @@ KernelAlgorithm buildKernelAlgorithm(const KernelConfig &cfg) {
     a = forwardEval(cfg);
     break;
   case KernelKind::Backward:
-    a = backward(cfg, /*eval=*/false);
+    a = backward(cfg, BackwardMode::Train);
     break;
   case KernelKind::BackwardEval:
-    a = backward(cfg, /*eval=*/true);
+    a = backward(cfg, BackwardMode::Eval);
+    break;
+  case KernelKind::BatchStats:
+    a = batchStats(cfg);
+    break;
+  case KernelKind::BackwardReduce:
+    a = backward(cfg, BackwardMode::Reduce);
+    break;
+  case KernelKind::BackwardElemt:
+    a = backward(cfg, BackwardMode::Elemt);
     break;
   }
   if (cfg.kind != KernelKind::UpdateStats)

@@ -63,6 +63,12 @@ StringRef normc::norm::stringifyKernelKind(KernelKind kind) {
     return "backward";
   case KernelKind::BackwardEval:
     return "backward_eval";
+  case KernelKind::BatchStats:
+    return "batch_stats";
+  case KernelKind::BackwardReduce:
+    return "backward_reduce";
+  case KernelKind::BackwardElemt:
+    return "backward_elemt";
   }
   return "";
 }

@@ -58,8 +58,12 @@ enum class KernelKind {
   ForwardEval = 2,
   Backward = 3,
   BackwardEval = 4,
+  // SyncBatchNorm's training kernels split at the reductions.
+  BatchStats = 5,
+  BackwardReduce = 6,
+  BackwardElemt = 7,
 };
-constexpr int kNumKernelKinds = 5;
+constexpr int kNumKernelKinds = 8;
 
 /// Layer and target names become parts of C symbols and object file names
 /// (`<module>__<layer>_<target>_<kind>`), which must stay under 255 bytes.

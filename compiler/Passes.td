@@ -53,7 +53,11 @@ def ExpandKernels : Pass<"norm-expand-kernels", "mlir::ModuleOp"> {
     forward_train and backward always; update_stats, forward_eval and
     backward_eval only when the layer tracks running statistics (without them
     PyTorch normalizes with batch statistics in eval mode too, and updates
-    nothing). Kernel symbols are `<layer>_<target>_<kind>`.
+    nothing). Layers whose kind syncs across processes (SyncBatchNorm) also
+    get the split training kernels batch_stats, backward_reduce and
+    backward_elemt, and forward_eval (which normalizes with the global
+    statistics) whether they track or not. Kernel symbols are
+    `<layer>_<target>_<kind>`.
   }];
   let constructor = "::normc::createExpandKernelsPass()";
 }

@@ -1,10 +1,12 @@
 //===- Geometry.cpp - PyTorch shapes onto the kernels' view ---------------===//
 //
 // This file implements the shape rules of each kind, in PyTorch's words:
-//   BatchNorm*d     (N, C, *spatial) of the kind's rank; BatchNorm1d also (N,
-//   C) InstanceNorm*d  (N, C, *spatial) or unbatched (C, *spatial) GroupNorm
-//   (N, C, *) with C divisible by num_groups LayerNorm       (*,
-//   *normalized_shape), RMSNorm the same
+//   BatchNorm*d      (N, C, *spatial) of the kind's rank; BatchNorm1d also
+//                    (N, C)
+//   SyncBatchNorm    (N, C, *); with a channels-last layout the layout's rank
+//   InstanceNorm*d   (N, C, *spatial) or unbatched (C, *spatial)
+//   GroupNorm        (N, C, *) with C divisible by num_groups
+//   LayerNorm        (*, *normalized_shape), RMSNorm the same
 // and the Halide dimensions of each view.
 //
 //===----------------------------------------------------------------------===//
@@ -96,8 +98,11 @@ namespace {
 int mapBatchNorm(const normrt_layer_desc *d, const normrt_tensor *x,
                  bool batchStats, Geometry &g) {
   int rank = d->spatial_rank;
-  bool ok = rank == 1 ? (x->ndim == 2 || x->ndim == 3) : x->ndim == rank + 2;
-  if (!ok) {
+  if (rank < 0) { // SyncBatchNorm in a contiguous layout: any rank from 2
+    if (x->ndim < 2)
+      return fail("expected at least 2D input (got %dD input)", x->ndim);
+  } else if (rank == 1 ? (x->ndim != 2 && x->ndim != 3)
+                       : x->ndim != rank + 2) {
     return rank == 1
                ? fail("expected 2D or 3D input (got %dD input)", x->ndim)
                : fail("expected %dD input (got %dD input)", rank + 2, x->ndim);
@@ -216,7 +221,8 @@ int mapTrailing(const normrt_layer_desc *d, const normrt_tensor *x,
 } // namespace
 
 int normrt::mapInput(const normrt_layer_desc *d, const Kind &kind,
-                     const normrt_tensor *x, bool batchStats, Geometry &g) {
+                     const normrt_tensor *x, bool batchStats, Geometry &g,
+                     bool emptyBatch) {
   g.plan = planFor(kind, d->layout != 0, d->spatial_rank);
   for (int64_t &e : g.extent)
     e = 1;
@@ -231,7 +237,9 @@ int normrt::mapInput(const normrt_layer_desc *d, const Kind &kind,
     rc = mapInstanceNorm(d, x, batchStats, g);
   if (rc)
     return rc;
-  if (g.elements() == 0) {
+  bool emptyShare = emptyBatch && g.extent[N] == 0 &&
+                    g.extent[S] * g.extent[K] * g.extent[C] > 0;
+  if (g.elements() == 0 && !emptyShare) {
     return fail("input size %s has no elements; empty inputs are not "
                 "supported",
                 shapeString(x->shape, x->ndim).c_str());

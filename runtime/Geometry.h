@@ -50,9 +50,12 @@ std::string shapeString(const int64_t *shape, int ndim);
 /// Maps input `x` of a layer of `desc` onto its view. Returns 0, or 1 with
 /// PyTorch's message as the thread's error (normrt_last_error). `batchStats`
 /// is whether the call normalizes with batch statistics (some kinds need
-/// more than one value per statistic then).
+/// more than one value per statistic then). `emptyBatch`: a batch of 0
+/// samples is allowed (a process's share of a synchronized SyncBatchNorm
+/// call may be empty; the global count decides).
 int mapInput(const normrt_layer_desc *desc, const kinds::Kind &kind,
-             const normrt_tensor *x, bool batchStats, Geometry &g);
+             const normrt_tensor *x, bool batchStats, Geometry &g,
+             bool emptyBatch = false);
 
 } // namespace normrt
 

@@ -41,6 +41,7 @@
 #include "HalideRuntime.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -155,6 +156,12 @@ struct normrt_layer {
   /// batch statistics (then save_mean/save_invstd are its statistics).
   std::vector<int64_t> forwardShape;
   bool forwardUsedBatchStats = false;
+  /// ... and whether its statistics were summed across processes.
+  bool forwardSynced = false;
+  /// SyncBatchNorm: sums values across processes (normrt_layer_set_allreduce);
+  /// null: the layer behaves as BatchNorm.
+  normrt_allreduce_fn allreduce = nullptr;
+  void *allreduceContext = nullptr;
   // Scratch written by kernels and committed on success.
   StateBuffer newMean, newInvstd, newVar, newRunningMean, newRunningVar,
       newCounter, gradWeight, gradBias;
@@ -679,13 +686,14 @@ int selectForm(normrt_layer *layer, const normrt_tensor *x) {
 /// Checks x as the torch.nn module of the layer's kind does, and maps it
 /// onto the kernels' view.
 int checkInput(const normrt_layer *layer, const normrt_tensor *x,
-               const char *what, bool batchStats, normrt::Geometry &g) {
+               const char *what, bool batchStats, normrt::Geometry &g,
+               bool emptyBatch = false) {
   const normrt_layer_desc *d = layer->desc;
   if (checkTensorBasics(layer, x, what, d->dtype))
     return 1;
-  if (normrt::mapInput(d, *layer->kind, x, batchStats, g))
+  if (normrt::mapInput(d, *layer->kind, x, batchStats, g, emptyBatch))
     return 1;
-  if (!x->data)
+  if (!x->data && g.elements() > 0)
     return fail("%s has no data (NULL pointer)", what);
   return checkLayout(layer, x, what, featureDim(layer, x));
 }
@@ -694,9 +702,12 @@ int checkSameShape(const normrt_layer *layer, const normrt_tensor *x,
                    const normrt_tensor *t, const char *what, int32_t dtype) {
   if (checkTensorBasics(layer, t, what, dtype))
     return 1;
-  if (!t->data)
-    return fail("%s has no data (NULL pointer)", what);
   bool same = t->ndim == x->ndim;
+  int64_t elements = 1;
+  for (int32_t i = 0; i < t->ndim; ++i)
+    elements *= t->shape[i];
+  if (!t->data && elements > 0)
+    return fail("%s has no data (NULL pointer)", what);
   for (int32_t i = 0; same && i < x->ndim; ++i)
     same = t->shape[i] == x->shape[i];
   if (!same)
@@ -790,8 +801,9 @@ int checkStatsTensor(const normrt_layer *layer, const normrt_tensor *t,
 
 /// Remembers a successful forward for backward.
 void recordForward(normrt_layer *layer, const normrt_tensor *x,
-                   bool batchStats) {
+                   bool batchStats, bool synced = false) {
   layer->forwardUsedBatchStats = batchStats;
+  layer->forwardSynced = synced;
   layer->forwardShape.assign(x->shape, x->shape + x->ndim);
 }
 
@@ -1081,10 +1093,67 @@ int bindSaved(normrt_layer *layer, const normrt_saved_stats *saved,
   return args.invstd.bindStats(invstd->data, invstd->device, p, g);
 }
 
+/// The checks of a forward's tensors (input, residual, output), mapping the
+/// input onto the kernels' view.
+int checkForward(normrt_layer *layer, const normrt_forward_args *a,
+                 bool batchStats, normrt::Geometry &g,
+                 bool emptyBatch = false) {
+  const normrt_tensor *x = a->input, *z = a->residual, *y = a->output;
+  return checkInput(layer, x, "input", batchStats, g, emptyBatch) ||
+         checkResidual(layer, x, z, "forward") ||
+         checkSameShape(layer, x, y, "output", layer->desc->dtype) ||
+         checkNoOverlap(y, "output", x, "input") ||
+         checkNoOverlap(y, "output", z, "residual");
+}
+
+/// The checks of a backward's tensors (input, residual, gradients).
+int checkBackward(normrt_layer *layer, const normrt_backward_args *a,
+                  normrt::Geometry &g, bool emptyBatch = false) {
+  const normrt_layer_desc *d = layer->desc;
+  const normrt_tensor *x = a->input, *z = a->residual, *dy = a->grad_output;
+  const normrt_tensor *dx = a->grad_input, *dz = a->grad_residual;
+  const normrt_tensor *dweight = a->grad_weight, *dbias = a->grad_bias;
+  if (checkInput(layer, x, "input", false, g, emptyBatch) ||
+      checkResidual(layer, x, z, "backward") ||
+      checkSameShape(layer, x, dy, "grad_output", d->dtype) ||
+      checkSameShape(layer, x, dx, "grad_input", d->dtype) ||
+      checkNoOverlap(dx, "grad_input", x, "input") ||
+      checkNoOverlap(dx, "grad_input", dy, "grad_output") ||
+      checkNoOverlap(dx, "grad_input", z, "residual"))
+    return 1;
+  if (dz && (!d->residual ||
+             checkSameShape(layer, x, dz, "grad_residual", d->dtype) ||
+             checkNoOverlap(dz, "grad_residual", x, "input") ||
+             checkNoOverlap(dz, "grad_residual", dy, "grad_output") ||
+             checkNoOverlap(dz, "grad_residual", dx, "grad_input")))
+    return d->residual ? 1
+                       : fail("layer '%s' has residual=false: it has no "
+                              "grad_residual",
+                              d->name);
+  if (!d->affine && (dweight || dbias))
+    return fail("layer '%s' has affine=False: it has no weight or bias, so "
+                "dweight and dbias must be NULL",
+                d->name);
+  if (!d->bias && dbias)
+    return fail("layer '%s' has no bias, so dbias must be NULL", d->name);
+  return (dweight && checkParamTensor(layer, dweight, "grad_weight")) ||
+         (dbias && checkParamTensor(layer, dbias, "grad_bias"));
+}
+
+int runSyncForward(normrt_layer *layer, const normrt_forward_args *a,
+                   normrt_saved_stats *saved);
+int runSyncBackward(normrt_layer *layer, const normrt_backward_args *a,
+                    const normrt_saved_stats *saved);
+
 /// normrt_layer_forward_args, with the saved statistics in `saved` (the
 /// caller's) or, when it is null, in the layer.
 int runForward(normrt_layer *layer, const normrt_forward_args *a,
                normrt_saved_stats *saved) {
+  // SyncBatchNorm syncs in training mode only (an eval forward without
+  // running statistics normalizes each process's batch by itself, as
+  // torch.nn.SyncBatchNorm does).
+  if (layer->allreduce && layer->training)
+    return runSyncForward(layer, a, saved);
   if (selectForm(layer, a->input))
     return 1;
   const normrt_layer_desc *d = layer->desc;
@@ -1092,11 +1161,7 @@ int runForward(normrt_layer *layer, const normrt_forward_args *a,
   normrt::Geometry g;
   const normrt_tensor *x = a->input, *z = a->residual;
   normrt_tensor *y = a->output;
-  if (checkInput(layer, x, "input", batchStats, g) ||
-      checkResidual(layer, x, z, "forward") ||
-      checkSameShape(layer, x, y, "output", d->dtype) ||
-      checkNoOverlap(y, "output", x, "input") ||
-      checkNoOverlap(y, "output", z, "residual"))
+  if (checkForward(layer, a, batchStats, g))
     return 1;
   SavedArgs savedArgs(layer, /*output=*/true);
   if (saved && batchStats && bindSaved(layer, saved, g, x, y, savedArgs))
@@ -1186,6 +1251,11 @@ int runForward(normrt_layer *layer, const normrt_forward_args *a,
 /// `saved` is not null, else from the layer's last forward.
 int runBackward(normrt_layer *layer, const normrt_backward_args *a,
                 const normrt_saved_stats *saved) {
+  // The backward of a synchronized forward is synchronized too.
+  bool synced = saved ? saved->batch_stats == NORMRT_SAVED_SYNCED
+                      : layer->forwardUsedBatchStats && layer->forwardSynced;
+  if (synced)
+    return runSyncBackward(layer, a, saved);
   if (selectForm(layer, a->input))
     return 1;
   const normrt_layer_desc *d = layer->desc;
@@ -1195,32 +1265,7 @@ int runBackward(normrt_layer *layer, const normrt_backward_args *a,
   bool batchStats =
       saved ? saved->batch_stats != 0 : layer->forwardUsedBatchStats;
   normrt::Geometry g;
-  if (checkInput(layer, x, "input", false, g) ||
-      checkResidual(layer, x, z, "backward") ||
-      checkSameShape(layer, x, dy, "grad_output", d->dtype) ||
-      checkSameShape(layer, x, dx, "grad_input", d->dtype) ||
-      checkNoOverlap(dx, "grad_input", x, "input") ||
-      checkNoOverlap(dx, "grad_input", dy, "grad_output") ||
-      checkNoOverlap(dx, "grad_input", z, "residual"))
-    return 1;
-  if (dz && (!d->residual ||
-             checkSameShape(layer, x, dz, "grad_residual", d->dtype) ||
-             checkNoOverlap(dz, "grad_residual", x, "input") ||
-             checkNoOverlap(dz, "grad_residual", dy, "grad_output") ||
-             checkNoOverlap(dz, "grad_residual", dx, "grad_input")))
-    return d->residual ? 1
-                       : fail("layer '%s' has residual=false: it has no "
-                              "grad_residual",
-                              d->name);
-  if (!d->affine && (dweight || dbias))
-    return fail("layer '%s' has affine=False: it has no weight or bias, so "
-                "dweight and dbias must be NULL",
-                d->name);
-  if (!d->bias && dbias)
-    return fail("layer '%s' has no bias, so dbias must be NULL", d->name);
-  if (dweight && checkParamTensor(layer, dweight, "grad_weight"))
-    return 1;
-  if (dbias && checkParamTensor(layer, dbias, "grad_bias"))
+  if (checkBackward(layer, a, g))
     return 1;
   SavedArgs savedArgs(layer, /*output=*/false);
   if (saved) {
@@ -1301,6 +1346,319 @@ int runBackward(normrt_layer *layer, const normrt_backward_args *a,
   if (dxb.finish() || (d->residual && dzb.finish()) ||
       (dweight && dwb.finish()) || (dbias && dbb.finish()))
     return 1;
+  succeed();
+  return 0;
+}
+
+//===----------------------------------------------------------------------===//
+// SyncBatchNorm: statistics and gradient sums across processes
+//===----------------------------------------------------------------------===//
+//
+// A synchronized training forward (a SyncBatchNorm layer with an allreduce
+// hook, in training mode) runs the train forward split at its reduction:
+//   batch_stats   local mean m_i and sum of squared deviations M2_i per
+//                 channel, over this process's n_i values
+//   allreduce 1   [failures, n_i, n_i m_i]         -> N, mean = sum / N
+//   allreduce 2   [M2_i + n_i (m_i - mean)^2]      -> M2 (Chan et al.)
+//   finalize      var = M2 / N, invstd = 1 / sqrt(var + eps), running
+//                 statistics with N's unbiased variance (update_stats)
+//   forward_eval  y with the global mean and var
+// and its backward:
+//   backward_reduce  local sum(dy), sum(dy (x - mean)) per channel; this
+//                    process's grad_weight and grad_bias come from them
+//   allreduce 3      [failures, n_i, sum(dy), sum(dy (x - mean))]
+//   backward_elemt   dx from the global sums and N
+// All values cross processes in f64. Every process calls each collective,
+// also one whose checks or kernels failed: it adds 1 to `failures`, so all
+// of them return an error instead of waiting for it. A process with an
+// empty share (n_i = 0) runs no kernels and adds zeros.
+
+/// The accumulator dtype of the split kernels' per-channel outputs: f64
+/// for f32 and f64 tensors, f32 for f16 and bf16.
+int32_t accumulatorDtype(const normrt_layer_desc *d) {
+  return d->dtype == NORMRT_FLOAT32 || d->dtype == NORMRT_FLOAT64
+             ? NORMRT_FLOAT64
+             : NORMRT_FLOAT32;
+}
+
+/// Per-channel host values of an f32 or f64 dtype.
+struct ChannelValues {
+  std::vector<uint8_t> bytes;
+  int32_t dtype;
+  HalideBuffer halide;
+  ChannelValues(int32_t dtype, int64_t c)
+      : bytes(size_t(c) * dtypeSize(dtype), 0), dtype(dtype) {
+    halide.vector(bytes.data(), dtype, c);
+  }
+  double get(int64_t i) const { return load(bytes.data(), dtype, i); }
+  void set(int64_t i, double v) { store(bytes.data(), dtype, i, v); }
+  halide_buffer_t *buffer() { return halide.get(); }
+
+  static double load(const void *data, int32_t dtype, int64_t i) {
+    if (dtype == NORMRT_FLOAT64)
+      return static_cast<const double *>(data)[i];
+    return static_cast<const float *>(data)[i];
+  }
+  static void store(void *data, int32_t dtype, int64_t i, double v) {
+    if (dtype == NORMRT_FLOAT64)
+      static_cast<double *>(data)[i] = v;
+    else
+      static_cast<float *>(data)[i] = static_cast<float>(v);
+  }
+};
+
+/// One collective: `values` summed over the processes in place. `failed`
+/// (the first value of the first collective of a call) counts the
+/// processes that could not go on; when any could not, every process
+/// returns an error (this one keeps its own message).
+int allreduce(normrt_layer *layer, std::vector<double> &values,
+              bool failedHere) {
+  std::string ownError = failedHere ? normrt_last_error() : "";
+  int rc = layer->allreduce(values.data(), int64_t(values.size()),
+                            NORMRT_FLOAT64, layer->allreduceContext);
+  if (rc != 0)
+    return fail("layer '%s': the allreduce hook failed (returned %d); the "
+                "call was not completed and the layer's state is unchanged",
+                layer->desc->name, rc);
+  if (failedHere)
+    return fail("%s", ownError.c_str());
+  if (values[0] > 0)
+    return fail("layer '%s': %.0f other process(es) failed this synchronized "
+                "call (their input checks or kernels); no process changed "
+                "its state",
+                layer->desc->name, values[0]);
+  return 0;
+}
+
+/// The number of values per channel of a synchronized call's global batch,
+/// which must be more than one (the first collective's second value).
+int checkGlobalCount(normrt_layer *layer, const normrt_tensor *x,
+                     double total) {
+  if (total > 1)
+    return 0;
+  return fail("Expected more than 1 value per channel when training, got "
+              "input size %s (%.0f value(s) per channel over all processes)",
+              shapeString(x).c_str(), total);
+}
+
+/// Binds the layer's halide buffers of weight and bias.
+void bindParams(normrt_layer *layer, Bindings &bound) {
+  bound.in[NORMRT_ARG_WEIGHT] = layer->weight.get();
+  bound.in[NORMRT_ARG_BIAS] = layer->bias.get();
+}
+
+int runSyncForward(normrt_layer *layer, const normrt_forward_args *a,
+                   normrt_saved_stats *saved) {
+  const int64_t C = layer->params;
+  // Collective 1: failures, values, then the channels' sums.
+  std::vector<double> sums(size_t(C) + 2, 0.0);
+  normrt::Geometry g;
+  const normrt_tensor *x = a->input, *z = a->residual;
+  normrt_tensor *y = a->output;
+  SavedArgs savedArgs(layer, /*output=*/true);
+  HalideBuffer xb, zb, yb;
+  bool failed = selectForm(layer, x) ||
+                checkForward(layer, a, /*batchStats=*/false, g,
+                             /*emptyBatch=*/true) ||
+                (saved && bindSaved(layer, saved, g, x, y, savedArgs));
+  const normrt_layer_desc *d = layer->desc;
+  int32_t acc = accumulatorDtype(d), p = d->param_dtype;
+  ChannelValues localMean(acc, C), localM2(acc, C);
+  int64_t n = failed ? 0 : g.valuesPerStat();
+  if (!failed && n > 0) {
+    xb.tensor(x->data, d->dtype, g);
+    Bindings bound;
+    bound.in[NORMRT_ARG_X] = xb.get();
+    bound.out[NORMRT_ARG_BATCH_MEAN] = localMean.buffer();
+    bound.out[NORMRT_ARG_BATCH_M2] = localM2.buffer();
+    failed = callKernel(layer, NORMRT_KERNEL_BATCH_STATS, bound) != 0;
+  }
+  sums[0] = failed ? 1 : 0;
+  sums[1] = failed ? 0 : double(n);
+  for (int64_t c = 0; !failed && c < C; ++c)
+    sums[2 + c] = double(n) * localMean.get(c);
+  if (allreduce(layer, sums, failed))
+    return 1;
+  double total = sums[1];
+  if (checkGlobalCount(layer, x, total))
+    return 1;
+
+  // Collective 2: the sums of squared deviations from the global mean.
+  std::vector<double> mean(static_cast<size_t>(C)), m2(size_t(C) + 1, 0.0);
+  for (int64_t c = 0; c < C; ++c) {
+    mean[c] = sums[2 + c] / total;
+    if (n > 0) {
+      double delta = localMean.get(c) - mean[c];
+      m2[1 + c] = localM2.get(c) + double(n) * delta * delta;
+    }
+  }
+  if (allreduce(layer, m2, false))
+    return 1;
+
+  // Finalize, in the parameter dtype the kernels and the caller take.
+  ChannelValues globalMean(p, C), globalVar(p, C), invstd(p, C);
+  for (int64_t c = 0; c < C; ++c) {
+    double var = m2[1 + c] / total;
+    globalMean.set(c, mean[c]);
+    globalVar.set(c, var);
+    invstd.set(c, 1.0 / std::sqrt(var + d->eps));
+  }
+  if (n > 0) {
+    xb.tensor(x->data, d->dtype, g);
+    yb.tensor(y->data, d->dtype, g);
+    if (z)
+      zb.tensor(z->data, d->dtype, g);
+    Bindings bound;
+    bound.in[NORMRT_ARG_X] = xb.get();
+    bound.in[NORMRT_ARG_RESIDUAL] = z ? zb.get() : nullptr;
+    bound.in[NORMRT_ARG_RUNNING_MEAN] = globalMean.buffer();
+    bound.in[NORMRT_ARG_RUNNING_VAR] = globalVar.buffer();
+    bindParams(layer, bound);
+    bound.out[NORMRT_ARG_Y] = yb.get();
+    if (callKernel(layer, NORMRT_KERNEL_FORWARD_EVAL, bound))
+      return 1;
+  }
+  bool update = d->track_running_stats;
+  int64_t count = int64_t(total);
+  if (update) {
+    Bindings u;
+    u.in[NORMRT_ARG_SAVE_MEAN] = globalMean.buffer();
+    u.in[NORMRT_ARG_BATCH_VAR] = globalVar.buffer();
+    u.in[NORMRT_ARG_RUNNING_MEAN] = layer->runningMean.get();
+    u.in[NORMRT_ARG_RUNNING_VAR] = layer->runningVar.get();
+    u.in[NORMRT_ARG_NUM_BATCHES_TRACKED] = layer->counter.get();
+    u.in[NORMRT_ARG_COUNT] = &count;
+    u.out[NORMRT_ARG_RUNNING_MEAN] = layer->newRunningMean.get();
+    u.out[NORMRT_ARG_RUNNING_VAR] = layer->newRunningVar.get();
+    u.out[NORMRT_ARG_NUM_BATCHES_TRACKED] = layer->newCounter.get();
+    if (callKernel(layer, NORMRT_KERNEL_UPDATE_STATS, u))
+      return 1;
+  }
+
+  // Every kernel succeeded: commit.
+  size_t statBytes = size_t(C) * dtypeSize(p);
+  if (saved) {
+    std::memcpy(saved->mean.data, globalMean.bytes.data(), statBytes);
+    std::memcpy(saved->invstd.data, invstd.bytes.data(), statBytes);
+    saved->batch_stats = NORMRT_SAVED_SYNCED;
+  } else {
+    shapeStats(layer, layer->saveMean, g);
+    shapeStats(layer, layer->saveInvstd, g);
+    std::memcpy(layer->saveMean.data(), globalMean.bytes.data(), statBytes);
+    std::memcpy(layer->saveInvstd.data(), invstd.bytes.data(), statBytes);
+    recordForward(layer, x, /*batchStats=*/true, /*synced=*/true);
+  }
+  if (update && (commit(layer, layer->runningMean, layer->newRunningMean) ||
+                 commit(layer, layer->runningVar, layer->newRunningVar) ||
+                 commit(layer, layer->counter, layer->newCounter)))
+    return 1;
+  succeed();
+  return 0;
+}
+
+int runSyncBackward(normrt_layer *layer, const normrt_backward_args *a,
+                    const normrt_saved_stats *saved) {
+  const int64_t C = layer->params;
+  // Collective 3: failures, values, sum(dy) and sum(dy (x - mean)).
+  std::vector<double> sums(2 * size_t(C) + 2, 0.0);
+  normrt::Geometry g;
+  const normrt_tensor *x = a->input, *z = a->residual, *dy = a->grad_output;
+  normrt_tensor *dx = a->grad_input, *dz = a->grad_residual;
+  SavedArgs savedArgs(layer, /*output=*/false);
+  bool failed =
+      selectForm(layer, x) || checkBackward(layer, a, g, /*emptyBatch=*/true);
+  if (!failed && !layer->allreduce)
+    failed = fail("layer '%s': this backward differentiates a forward whose "
+                  "statistics were summed across processes, but the layer "
+                  "has no allreduce hook now (normrt_layer_set_allreduce)",
+                  layer->desc->name) != 0;
+  if (layer->allreduce == nullptr)
+    return 1; // no collective to join
+  if (!failed && !saved && !std::equal(layer->forwardShape.begin(),
+                                       layer->forwardShape.end(), x->shape,
+                                       x->shape + x->ndim))
+    failed = fail("layer '%s': backward got an input of size %s, but the "
+                  "last forward's input had size %s; backward differentiates "
+                  "the last forward",
+                  layer->desc->name, shapeString(x).c_str(),
+                  shapeString(layer->forwardShape).c_str()) != 0;
+  if (!failed && saved)
+    failed = bindSaved(layer, saved, g, x, dx, savedArgs) != 0;
+  const normrt_layer_desc *d = layer->desc;
+  int32_t acc = accumulatorDtype(d), p = d->param_dtype;
+  ChannelValues localDy(acc, C), localDyXmu(acc, C);
+  int64_t n = failed ? 0 : g.valuesPerStat();
+  HalideBuffer xb, zb, dyb, dxb, dzb;
+  // Without grad_residual from the caller, host scratch takes it.
+  std::vector<uint8_t> dzScratch;
+  Bindings bound;
+  if (!failed && n > 0) {
+    xb.tensor(x->data, d->dtype, g);
+    dyb.tensor(dy->data, d->dtype, g);
+    if (z)
+      zb.tensor(z->data, d->dtype, g);
+    bound.in[NORMRT_ARG_X] = xb.get();
+    bound.in[NORMRT_ARG_RESIDUAL] = z ? zb.get() : nullptr;
+    bound.in[NORMRT_ARG_GRAD_OUTPUT] = dyb.get();
+    bound.in[NORMRT_ARG_SAVE_MEAN] =
+        saved ? savedArgs.mean.get() : layer->saveMean.get();
+    bound.in[NORMRT_ARG_SAVE_INVSTD] =
+        saved ? savedArgs.invstd.get() : layer->saveInvstd.get();
+    bindParams(layer, bound);
+    bound.out[NORMRT_ARG_SUM_DY] = localDy.buffer();
+    bound.out[NORMRT_ARG_SUM_DY_XMU] = localDyXmu.buffer();
+    failed = callKernel(layer, NORMRT_KERNEL_BACKWARD_REDUCE, bound) != 0;
+  }
+  sums[0] = failed ? 1 : 0;
+  sums[1] = failed ? 0 : double(n);
+  for (int64_t c = 0; !failed && c < C; ++c) {
+    sums[2 + c] = localDy.get(c);
+    sums[2 + C + c] = localDyXmu.get(c);
+  }
+  // This process's parameter gradients, from its own sums (as PyTorch's
+  // SyncBatchNorm leaves them, for data-parallel gradient averaging).
+  const void *invstd = (saved ? savedArgs.invstd.get()
+                              : layer->saveInvstd.get())->host;
+  ChannelValues gradWeight(p, C), gradBias(p, C);
+  for (int64_t c = 0; !failed && c < C; ++c) {
+    gradBias.set(c, localDy.get(c));
+    gradWeight.set(c, localDyXmu.get(c) * ChannelValues::load(invstd, p, c));
+  }
+  if (allreduce(layer, sums, failed))
+    return 1;
+
+  if (n > 0) {
+    ChannelValues globalDy(acc, C), globalDyXmu(acc, C);
+    for (int64_t c = 0; c < C; ++c) {
+      globalDy.set(c, sums[2 + c]);
+      globalDyXmu.set(c, sums[2 + C + c]);
+    }
+    void *dzData = dz ? dz->data : nullptr;
+    if (d->residual && !dz) {
+      dzScratch.resize(size_t(g.elements()) * dtypeSize(d->dtype));
+      dzData = dzScratch.data();
+    }
+    dxb.tensor(dx->data, d->dtype, g);
+    if (d->residual)
+      dzb.tensor(dzData, d->dtype, g);
+    int64_t count = int64_t(sums[1]);
+    bound.in[NORMRT_ARG_SUM_DY] = globalDy.buffer();
+    bound.in[NORMRT_ARG_SUM_DY_XMU] = globalDyXmu.buffer();
+    bound.in[NORMRT_ARG_COUNT] = &count;
+    bound.out[NORMRT_ARG_GRAD_INPUT] = dxb.get();
+    bound.out[NORMRT_ARG_GRAD_RESIDUAL] = d->residual ? dzb.get() : nullptr;
+    if (callKernel(layer, NORMRT_KERNEL_BACKWARD_ELEMT, bound))
+      return 1;
+  }
+  size_t paramBytes = size_t(C) * dtypeSize(p);
+  if (d->affine) {
+    std::memcpy(a->grad_weight ? a->grad_weight->data
+                               : layer->gradWeight.data(),
+                gradWeight.bytes.data(), paramBytes);
+    if (d->bias)
+      std::memcpy(a->grad_bias ? a->grad_bias->data : layer->gradBias.data(),
+                  gradBias.bytes.data(), paramBytes);
+  }
   succeed();
   return 0;
 }
@@ -1531,5 +1889,25 @@ int normrt_layer_bind_state(normrt_layer *layer, const char *name,
   return 0;
 }
 
+
+int normrt_layer_set_allreduce(normrt_layer *layer, normrt_allreduce_fn fn,
+                               void *context) {
+  if (!layer)
+    return fail("normrt_layer_set_allreduce: layer must not be NULL");
+  const normrt_layer_desc *d = layer->desc;
+  if (!layer->kind->syncs)
+    return fail("layer '%s' is a %s; only SyncBatchNorm layers sum their "
+                "statistics across processes",
+                d->name, d->kind);
+  if (layer->onDevice())
+    return fail("layer '%s' runs on %s; SyncBatchNorm's allreduce hook is "
+                "supported for CPU layers only (docs/runtime.md, "
+                "\"SyncBatchNorm\")",
+                d->name, runsOn(d));
+  layer->allreduce = fn;
+  layer->allreduceContext = fn ? context : nullptr;
+  succeed();
+  return 0;
+}
 
 } // extern "C"

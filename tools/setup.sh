@@ -13,6 +13,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev libdnnl-dev gnuplot-nox
   python3 python3-numpy python3-torch python3-torchvision
   ocl-icd-opencl-dev pocl-opencl-icd
+  libopenmpi-dev openmpi-bin
   zlib1g-dev libzstd-dev libedit-dev libcurl4-openssl-dev libxml2-dev libffi-dev
 )
 

@@ -85,6 +85,10 @@ struct Kind {
   const char *affineParam;
   const char *biasParam;
   bool hasBias; ///< the affine form has a bias
+  /// Batch statistics that may be summed across processes through an
+  /// allreduce hook (SyncBatchNorm): the layer also gets the split training
+  /// kernels (batch_stats, backward_reduce, backward_elemt).
+  bool syncs = false;
 };
 
 namespace detail {
@@ -146,6 +150,10 @@ constexpr Kind kKinds[] = {
     NORMRT_BATCHNORM(1),
     NORMRT_BATCHNORM(2),
     NORMRT_BATCHNORM(3),
+    {"SyncBatchNorm", "torch.nn.SyncBatchNorm", -1, Statistic::MeanVar, true,
+     false, false, true, true, false, true, detail::kBatchNorm,
+     detail::count(detail::kBatchNorm), 5, "affine", nullptr, true,
+     /*syncs=*/true},
     NORMRT_INSTANCENORM(1),
     NORMRT_INSTANCENORM(2),
     NORMRT_INSTANCENORM(3),

@@ -34,6 +34,18 @@
  *                  [weight, bias] -> grad_input, [grad_residual],
  *                  [grad_weight, grad_bias]
  *   backward_eval: as backward with running_mean, running_var.
+ * SyncBatchNorm layers also have (the local halves of the training kernels;
+ * batch_mean, batch_m2, sum_dy and sum_dy_xmu are per channel in the
+ * accumulator type: f64 for f32/f64 tensors, f32 for f16/bf16; batch_m2 is
+ * the sum of squared deviations from batch_mean; count is the global one):
+ *   batch_stats:     x -> batch_mean, batch_m2
+ *   backward_reduce: x, [residual], grad_output, save_mean, save_invstd,
+ *                    [weight, bias] -> sum_dy, sum_dy_xmu
+ *   backward_elemt:  x, [residual], grad_output, save_mean, save_invstd,
+ *                    [weight, bias], sum_dy, sum_dy_xmu, count
+ *                    -> grad_input, [grad_residual]
+ * and normalize with forward_eval, given the global mean and biased variance
+ * as running_mean and running_var.
 \*===----------------------------------------------------------------------===*/
 
 #ifndef NORMRT_MODULE_H
@@ -48,7 +60,7 @@
 extern "C" {
 #endif
 
-#define NORMRT_MODULE_ABI_VERSION 8
+#define NORMRT_MODULE_ABI_VERSION 9
 
 typedef enum {
   NORMRT_KERNEL_FORWARD_TRAIN = 0,
@@ -56,7 +68,13 @@ typedef enum {
   NORMRT_KERNEL_FORWARD_EVAL = 2,
   NORMRT_KERNEL_BACKWARD = 3,
   NORMRT_KERNEL_BACKWARD_EVAL = 4,
-  NORMRT_KERNEL_COUNT = 5
+  /* SyncBatchNorm only: the training kernels split at the reductions, so
+   * that the statistics and the gradient sums can be summed across
+   * processes between them (docs/runtime.md, "SyncBatchNorm"). */
+  NORMRT_KERNEL_BATCH_STATS = 5,
+  NORMRT_KERNEL_BACKWARD_REDUCE = 6,
+  NORMRT_KERNEL_BACKWARD_ELEMT = 7,
+  NORMRT_KERNEL_COUNT = 8
 } normrt_kernel_kind;
 
 typedef int (*normrt_kernel_fn)(void **args);
@@ -80,7 +98,11 @@ typedef enum {
   NORMRT_ARG_GRAD_RESIDUAL = 14,   /* "grad_residual" */
   NORMRT_ARG_GRAD_WEIGHT = 15,     /* "grad_weight" */
   NORMRT_ARG_GRAD_BIAS = 16,       /* "grad_bias" */
-  NORMRT_ARG_ROLE_COUNT = 17
+  NORMRT_ARG_BATCH_MEAN = 17,      /* "batch_mean", accumulator type */
+  NORMRT_ARG_BATCH_M2 = 18,        /* "batch_m2", accumulator type */
+  NORMRT_ARG_SUM_DY = 19,          /* "sum_dy", accumulator type */
+  NORMRT_ARG_SUM_DY_XMU = 20,      /* "sum_dy_xmu", accumulator type */
+  NORMRT_ARG_ROLE_COUNT = 21
 } normrt_arg_role;
 /* Set on a signature entry that the kernel writes. */
 #define NORMRT_ARG_OUTPUT 0x100
@@ -93,7 +115,8 @@ static inline const char *normrt_arg_role_name(int32_t role) {
       "bias",      "running_mean", "running_var", "num_batches_tracked",
       "save_mean", "save_invstd", "batch_var",   "count",
       "y",         "grad_input",  "grad_residual", "grad_weight",
-      "grad_bias"};
+      "grad_bias", "batch_mean",  "batch_m2",    "sum_dy",
+      "sum_dy_xmu"};
   role &= ~NORMRT_ARG_OUTPUT;
   return role >= 0 && role < NORMRT_ARG_ROLE_COUNT ? names[role] : "?";
 }

@@ -220,7 +220,11 @@ int normrt_layer_bind_state(normrt_layer *layer, const char *name,
  * is written by the forward: 1 when it normalized with batch statistics
  * (training mode, or eval without running statistics; then `mean` and
  * `invstd` were written), 0 when it used the running statistics (then the
- * tensors are not touched and may have no data). */
+ * tensors are not touched and may have no data); NORMRT_SAVED_SYNCED (2)
+ * when the batch statistics were summed across processes (a SyncBatchNorm
+ * layer with an allreduce hook, in training mode): its backward sums the
+ * gradients across processes too. */
+#define NORMRT_SAVED_SYNCED 2
 typedef struct {
   normrt_tensor mean;
   normrt_tensor invstd;
@@ -251,6 +255,29 @@ int normrt_layer_forward_saved(normrt_layer *layer,
 int normrt_layer_backward_saved(normrt_layer *layer,
                                 const normrt_backward_args *args,
                                 const normrt_saved_stats *saved);
+
+/* ---- SyncBatchNorm: statistics across processes ------------------------ */
+
+/* Sums `count` values of `dtype` (a normrt_dtype; normrt passes
+ * NORMRT_FLOAT64) in place over all processes of the caller's group, as
+ * MPI_Allreduce with MPI_SUM does; `context` is the one given to
+ * normrt_layer_set_allreduce. Returns 0, or non-zero on failure. Every
+ * process of the group calls it the same number of times with the same
+ * count, in the same order. */
+typedef int (*normrt_allreduce_fn)(void *data, int64_t count, int32_t dtype,
+                                   void *context);
+
+/* Makes a SyncBatchNorm layer normalize with the statistics of the global
+ * batch (the concatenation of every process's input) in training mode:
+ * normrt calls `fn` twice in each training forward (the channels' counts
+ * and sums, then their squared deviations) and once in its backward (the
+ * gradient sums). grad_weight and grad_bias stay this process's own
+ * contribution. A process whose checks or kernels fail still takes part
+ * in the call's first collective, so every process returns an error. A
+ * NULL `fn` removes the hook: the layer then behaves as BatchNorm. CPU
+ * layers only. */
+int normrt_layer_set_allreduce(normrt_layer *layer, normrt_allreduce_fn fn,
+                               void *context);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -112,6 +112,11 @@ public:
     check(normrt_layer_get_info(layer, &result));
     return result;
   }
+  /// SyncBatchNorm: sum statistics across processes with `fn` (null: no
+  /// longer; the layer then behaves as BatchNorm).
+  void setAllreduce(normrt_allreduce_fn fn, void *context) {
+    check(normrt_layer_set_allreduce(layer, fn, context));
+  }
   normrt_layer *get() { return layer; }
 
 private:

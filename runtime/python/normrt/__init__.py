@@ -85,6 +85,15 @@ class SavedStats(ctypes.Structure):
                 ("batch_stats", ctypes.c_int32), ("reserved", ctypes.c_int32)]
 
 
+# normrt_saved_stats.batch_stats of a forward whose statistics were summed
+# across processes (SyncBatchNorm with an allreduce hook, in training mode).
+SAVED_SYNCED = 2
+
+# normrt_allreduce_fn: (data, count, dtype, context) -> 0, or non-zero on failure.
+ALLREDUCE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int64,
+                                ctypes.c_int32, ctypes.c_void_p)
+
+
 class NormrtError(RuntimeError):
     pass
 
@@ -146,6 +155,8 @@ class Library:
         lib.normrt_layer_backward_saved.argtypes = [ctypes.c_void_p,
                                                     ctypes.POINTER(BackwardArgs),
                                                     ctypes.POINTER(SavedStats)]
+        lib.normrt_layer_set_allreduce.argtypes = [ctypes.c_void_p, ALLREDUCE_FN,
+                                                   ctypes.c_void_p]
         self.lib = lib
 
     def set_num_threads(self, threads):
@@ -280,6 +291,24 @@ class Layer:
         num_batches_tracked. The caller keeps that memory alive."""
         ptr = ctypes.byref(storage) if storage is not None else None
         self.library.check(self.lib.normrt_layer_bind_state(self._h(), name.encode(), ptr))
+
+    def set_allreduce(self, fn):
+        """SyncBatchNorm: `fn(data, count, dtype)` sums `count` values of
+        normrt dtype `dtype` at address `data` in place over all processes and
+        returns 0 (non-zero on failure); normrt calls it in training forwards
+        and their backwards. None removes it (the layer then behaves as
+        BatchNorm). The layer keeps the callback alive."""
+        if fn is None:
+            callback = ctypes.cast(None, ALLREDUCE_FN)
+        else:
+            def call(data, count, dtype, _context):
+                try:
+                    return int(fn(data, count, dtype) or 0)
+                except Exception:  # an exception must not cross the C frames
+                    return 1
+            callback = ALLREDUCE_FN(call)
+        self.library.check(self.lib.normrt_layer_set_allreduce(self._h(), callback, None))
+        self._allreduce = callback
 
     def stats_count(self, x):
         """Statistics a batch-statistics forward on `x` (a Tensor struct) saves."""

@@ -29,6 +29,12 @@ any memory format: one dense in a layout the layer has for the input's dtype
 is used as it is, others are made dense in the first such layout; outputs
 are in the layout used. Modules run CPU layers; a CUDA or OpenCL layer is
 refused when the module is made.
+
+A SyncBatchNorm layer (from a torch.nn.SyncBatchNorm) sums its statistics
+and its gradient sums over torch.distributed's group (`process_group`; None
+is the default group) in training mode when the group has more than one
+process, through normrt's allreduce hook and dist.all_reduce; otherwise it
+normalizes its own batch, as torch's module does.
 """
 
 import ctypes
@@ -86,7 +92,10 @@ class _NormFunction(torch.autograd.Function):
         y = torch.empty_like(x)
         xt, yt = _tensor(x), _tensor(y)
         rt = _tensor(residual) if residual is not None else None
-        count = layer.stats_count(xt)
+        # (SyncBatchNorm: one statistic per channel, also for an empty
+        # share of a synchronized batch, which stats_count refuses.)
+        count = module.num_features if module.kind == "SyncBatchNorm" \
+            else layer.stats_count(xt)
         batch_stats = module.training or not module.track_running_stats
         n = count if batch_stats else 0
         mean = torch.empty(n, dtype=module.param_dtype)
@@ -154,9 +163,14 @@ class NormModule(torch.nn.Module):
         self._param_shape = tuple(layer.param_shape())
         self._spatial_rank = info.spatial_rank
         # The attributes torch's module of this kind has.
-        if self.kind.startswith(("BatchNorm", "InstanceNorm")):
+        if self.kind.startswith(("BatchNorm", "InstanceNorm", "SyncBatchNorm")):
             self.num_features = info.num_features
             self.affine = self._affine
+        if self.kind == "SyncBatchNorm":
+            # torch.distributed's group to sync over (None: the default
+            # group), as torch.nn.SyncBatchNorm's process_group.
+            self.process_group = None
+            self._synced_group = False
         elif self.kind == "GroupNorm":
             self.num_groups = info.num_groups
             self.num_channels = info.num_features
@@ -280,10 +294,40 @@ class NormModule(torch.nn.Module):
             return t.contiguous()
         return t.permute(order).contiguous().permute(inverse)
 
+    def _sync_processes(self):
+        """SyncBatchNorm: in training mode with torch.distributed initialized
+        and more than one process in the group, the layer's statistics and
+        gradient sums are summed over the group with dist.all_reduce (as
+        torch.nn.SyncBatchNorm); otherwise it normalizes its own batch."""
+        import torch.distributed as dist
+        group = None
+        if self.training and dist.is_available() and dist.is_initialized():
+            group = self.process_group or dist.group.WORLD
+            if dist.get_world_size(group) < 2:
+                group = None
+        if group is self._synced_group:
+            return
+        self._layer.set_allreduce(_allreduce_over(group) if group is not None else None)
+        self._synced_group = group
+
     def forward(self, input, residual=None):
         self._sync_state()
         self._sync_mode()
+        if self.kind == "SyncBatchNorm":
+            self._sync_processes()
         return _NormFunction.apply(self, input, residual, self.weight, self.bias)
+
+
+def _allreduce_over(group):
+    """normrt's allreduce hook as dist.all_reduce (sum) over `group`."""
+    import torch.distributed as dist
+    ctype = {_core.FLOAT64: ctypes.c_double, _core.FLOAT32: ctypes.c_float}
+
+    def allreduce(data, count, dtype):
+        values = (ctype[dtype] * count).from_address(data)
+        dist.all_reduce(torch.frombuffer(values, dtype=_TORCH_DTYPE[dtype]), group=group)
+        return 0
+    return allreduce
 
 
 def _restore(path, name, target, state, training):
@@ -302,7 +346,8 @@ def _norm_kinds():
     kinds = [(nn.BatchNorm1d, "BatchNorm1d"), (nn.BatchNorm2d, "BatchNorm2d"),
              (nn.BatchNorm3d, "BatchNorm3d"), (nn.InstanceNorm1d, "InstanceNorm1d"),
              (nn.InstanceNorm2d, "InstanceNorm2d"), (nn.InstanceNorm3d, "InstanceNorm3d"),
-             (nn.GroupNorm, "GroupNorm"), (nn.LayerNorm, "LayerNorm")]
+             (nn.GroupNorm, "GroupNorm"), (nn.LayerNorm, "LayerNorm"),
+             (nn.SyncBatchNorm, "SyncBatchNorm")]
     if hasattr(nn, "RMSNorm"):
         kinds.append((nn.RMSNorm, "RMSNorm"))
     return kinds
@@ -353,7 +398,7 @@ def _spec_line(path, module, kind, layout, dtypes):
             raise ValueError("module '%s' would have dtype %s, which normc does not compile"
                              % (path, dtype))
     args = []
-    if kind.startswith(("BatchNorm", "InstanceNorm")):
+    if kind.startswith(("BatchNorm", "InstanceNorm", "SyncBatchNorm")):
         momentum = "None" if module.momentum is None else _number(module.momentum)
         args += [str(module.num_features), "eps=" + _number(module.eps), "momentum=" + momentum,
                  "affine=" + str(bool(module.affine)).lower(),
@@ -426,6 +471,8 @@ def convert(model, library, target="cpu"):
                                        kind))
         replacement.load_state_dict(module.state_dict())
         replacement.train(module.training)
+        if kind == "SyncBatchNorm":
+            replacement.process_group = module.process_group
         plan.append((module_path, replacement))
     for module_path, replacement in plan:
         parent_path, _, attr = module_path.rpartition(".")

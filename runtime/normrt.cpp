@@ -1093,6 +1093,24 @@ int bindSaved(normrt_layer *layer, const normrt_saved_stats *saved,
   return args.invstd.bindStats(invstd->data, invstd->device, p, g);
 }
 
+/// update_stats: the running statistics' and the counter's successors
+/// (committed by the caller) from a batch's mean and biased variance over
+/// `count` values per channel.
+int updateRunningStats(normrt_layer *layer, halide_buffer_t *mean,
+                       halide_buffer_t *var, int64_t &count) {
+  Bindings u;
+  u.in[NORMRT_ARG_SAVE_MEAN] = mean;
+  u.in[NORMRT_ARG_BATCH_VAR] = var;
+  u.in[NORMRT_ARG_RUNNING_MEAN] = layer->runningMean.get();
+  u.in[NORMRT_ARG_RUNNING_VAR] = layer->runningVar.get();
+  u.in[NORMRT_ARG_NUM_BATCHES_TRACKED] = layer->counter.get();
+  u.in[NORMRT_ARG_COUNT] = &count;
+  u.out[NORMRT_ARG_RUNNING_MEAN] = layer->newRunningMean.get();
+  u.out[NORMRT_ARG_RUNNING_VAR] = layer->newRunningVar.get();
+  u.out[NORMRT_ARG_NUM_BATCHES_TRACKED] = layer->newCounter.get();
+  return callKernel(layer, NORMRT_KERNEL_UPDATE_STATS, u);
+}
+
 /// The checks of a forward's tensors (input, residual, output), mapping the
 /// input onto the kernels' view.
 int checkForward(normrt_layer *layer, const normrt_forward_args *a,
@@ -1210,20 +1228,8 @@ int runForward(normrt_layer *layer, const normrt_forward_args *a,
 
   bool update = layer->training && d->track_running_stats;
   int64_t count = g.valuesPerStat();
-  if (update) {
-    Bindings u;
-    u.in[NORMRT_ARG_SAVE_MEAN] = mean;
-    u.in[NORMRT_ARG_BATCH_VAR] = layer->newVar.get();
-    u.in[NORMRT_ARG_RUNNING_MEAN] = layer->runningMean.get();
-    u.in[NORMRT_ARG_RUNNING_VAR] = layer->runningVar.get();
-    u.in[NORMRT_ARG_NUM_BATCHES_TRACKED] = layer->counter.get();
-    u.in[NORMRT_ARG_COUNT] = &count;
-    u.out[NORMRT_ARG_RUNNING_MEAN] = layer->newRunningMean.get();
-    u.out[NORMRT_ARG_RUNNING_VAR] = layer->newRunningVar.get();
-    u.out[NORMRT_ARG_NUM_BATCHES_TRACKED] = layer->newCounter.get();
-    if (callKernel(layer, NORMRT_KERNEL_UPDATE_STATS, u))
-      return 1;
-  }
+  if (update && updateRunningStats(layer, mean, layer->newVar.get(), count))
+    return 1;
   if (yb.finish() ||
       (saved && (savedArgs.mean.finish() || savedArgs.invstd.finish())))
     return 1;
@@ -1520,20 +1526,9 @@ int runSyncForward(normrt_layer *layer, const normrt_forward_args *a,
   }
   bool update = d->track_running_stats;
   int64_t count = int64_t(total);
-  if (update) {
-    Bindings u;
-    u.in[NORMRT_ARG_SAVE_MEAN] = globalMean.buffer();
-    u.in[NORMRT_ARG_BATCH_VAR] = globalVar.buffer();
-    u.in[NORMRT_ARG_RUNNING_MEAN] = layer->runningMean.get();
-    u.in[NORMRT_ARG_RUNNING_VAR] = layer->runningVar.get();
-    u.in[NORMRT_ARG_NUM_BATCHES_TRACKED] = layer->counter.get();
-    u.in[NORMRT_ARG_COUNT] = &count;
-    u.out[NORMRT_ARG_RUNNING_MEAN] = layer->newRunningMean.get();
-    u.out[NORMRT_ARG_RUNNING_VAR] = layer->newRunningVar.get();
-    u.out[NORMRT_ARG_NUM_BATCHES_TRACKED] = layer->newCounter.get();
-    if (callKernel(layer, NORMRT_KERNEL_UPDATE_STATS, u))
-      return 1;
-  }
+  if (update && updateRunningStats(layer, globalMean.buffer(),
+                                    globalVar.buffer(), count))
+    return 1;
 
   // Every kernel succeeded: commit.
   size_t statBytes = size_t(C) * dtypeSize(p);

@@ -31,6 +31,9 @@ CASES = [
      (4,), 1e-12),
     ("sbn_f32", lambda: torch.nn.BatchNorm3d(2, momentum=0.3, dtype=torch.float32),
      (2, 2, 3, 2), 1e-5),
+    # y = relu(bn(x) + z): the split backward recomputes the activation.
+    ("sbn_relu_residual_f64", lambda: torch.nn.BatchNorm2d(3, dtype=torch.float64),
+     (3, 2, 3), 1e-12),
 ]
 
 
@@ -64,15 +67,20 @@ def run_case(lib, rank, world, name, make, sample, tol):
         gen = torch.Generator().manual_seed(10 + step)  # one global batch
         x = (torch.randn((total,) + sample, generator=gen, dtype=torch.float64) * 2 + 3).to(dtype)
         weights = torch.randn((total,) + sample, generator=gen, dtype=torch.float64).to(dtype)
-        xr = x.clone().requires_grad_()
-        yr = ref(xr)
+        fused = module.residual
+        z = torch.randn((total,) + sample, generator=gen, dtype=torch.float64).to(dtype)
+        xr, zr = x.clone().requires_grad_(), z.clone().requires_grad_()
+        yr = torch.relu(ref(xr) + zr) if fused else ref(xr)
         (yr * weights).sum().backward()
         xl = x[start:start + n].clone().requires_grad_()
-        yl = module(xl)
+        zl = z[start:start + n].clone().requires_grad_()
+        yl = module(xl, zl) if fused else module(xl)
         (yl * weights[start:start + n]).sum().backward()
         where = "%s step %d rank %d/%d" % (name, step, rank, world)
         close(where + " y", yl, yr[start:start + n], tol)
         close(where + " dx", xl.grad, xr.grad[start:start + n], tol)
+        if fused:
+            close(where + " dz", zl.grad, zr.grad[start:start + n], tol)
         close(where + " running_mean", module.running_mean, ref.running_mean, tol)
         close(where + " running_var", module.running_var, ref.running_var, tol)
         if int(module.num_batches_tracked) != int(ref.num_batches_tracked):

@@ -82,9 +82,9 @@ int main(int argc, char **argv) {
   }
   normrt_mpi_group *group = normrt_mpi_group_create(MPI_COMM_WORLD);
   int64_t elements = shape[0] * shape[1] * shape[2] * shape[3];
-  std::vector<float> x(size_t(elements)), dy(x.size()), y(x.size()),
-      dx(x.size()), dw(64), db(64);
-  std::mt19937 rng(unsigned(rank));
+  const size_t count = static_cast<size_t>(elements);
+  std::vector<float> x(count), dy(count), y(count), dx(count), dw(64), db(64);
+  std::mt19937 rng{static_cast<unsigned>(rank)};
   std::normal_distribution<float> normal(1.0f, 2.0f);
   for (size_t i = 0; i < x.size(); ++i)
     x[i] = normal(rng), dy[i] = normal(rng);

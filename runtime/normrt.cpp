@@ -1071,6 +1071,26 @@ struct SavedArgs {
       : mean(layer, output), invstd(layer, output) {}
 };
 
+/// Binds a backward kernel's inputs: x, the residual (or none), dy, the
+/// statistics of the forward it differentiates (the caller's when `saved`,
+/// else the layer's last), the running statistics, weight and bias.
+void bindBackwardInputs(normrt_layer *layer, Bindings &bound,
+                        halide_buffer_t *x, halide_buffer_t *z,
+                        halide_buffer_t *dy, const normrt_saved_stats *saved,
+                        SavedArgs &savedArgs) {
+  bound.in[NORMRT_ARG_X] = x;
+  bound.in[NORMRT_ARG_RESIDUAL] = z;
+  bound.in[NORMRT_ARG_GRAD_OUTPUT] = dy;
+  bound.in[NORMRT_ARG_SAVE_MEAN] =
+      saved ? savedArgs.mean.get() : layer->saveMean.get();
+  bound.in[NORMRT_ARG_SAVE_INVSTD] =
+      saved ? savedArgs.invstd.get() : layer->saveInvstd.get();
+  bound.in[NORMRT_ARG_RUNNING_MEAN] = layer->runningMean.get();
+  bound.in[NORMRT_ARG_RUNNING_VAR] = layer->runningVar.get();
+  bound.in[NORMRT_ARG_WEIGHT] = layer->weight.get();
+  bound.in[NORMRT_ARG_BIAS] = layer->bias.get();
+}
+
 /// Checks the caller's saved statistics for a call of geometry g (with x and
 /// the call's outputs, which they must not overlap) and binds them.
 int bindSaved(normrt_layer *layer, const normrt_saved_stats *saved,
@@ -1332,17 +1352,8 @@ int runBackward(normrt_layer *layer, const normrt_backward_args *a,
       return 1;
     bound.out[NORMRT_ARG_GRAD_BIAS] = dbb.get();
   }
-  bound.in[NORMRT_ARG_X] = xb.get();
-  bound.in[NORMRT_ARG_RESIDUAL] = z ? zb.get() : nullptr;
-  bound.in[NORMRT_ARG_GRAD_OUTPUT] = dyb.get();
-  bound.in[NORMRT_ARG_SAVE_MEAN] =
-      saved ? savedArgs.mean.get() : layer->saveMean.get();
-  bound.in[NORMRT_ARG_SAVE_INVSTD] =
-      saved ? savedArgs.invstd.get() : layer->saveInvstd.get();
-  bound.in[NORMRT_ARG_RUNNING_MEAN] = layer->runningMean.get();
-  bound.in[NORMRT_ARG_RUNNING_VAR] = layer->runningVar.get();
-  bound.in[NORMRT_ARG_WEIGHT] = layer->weight.get();
-  bound.in[NORMRT_ARG_BIAS] = layer->bias.get();
+  bindBackwardInputs(layer, bound, xb.get(), z ? zb.get() : nullptr,
+                     dyb.get(), saved, savedArgs);
   bound.out[NORMRT_ARG_GRAD_INPUT] = dxb.get();
   bound.out[NORMRT_ARG_GRAD_RESIDUAL] = d->residual ? dzb.get() : nullptr;
   if (callKernel(layer, batchStats ? NORMRT_KERNEL_BACKWARD
@@ -1592,14 +1603,8 @@ int runSyncBackward(normrt_layer *layer, const normrt_backward_args *a,
     dyb.tensor(dy->data, d->dtype, g);
     if (z)
       zb.tensor(z->data, d->dtype, g);
-    bound.in[NORMRT_ARG_X] = xb.get();
-    bound.in[NORMRT_ARG_RESIDUAL] = z ? zb.get() : nullptr;
-    bound.in[NORMRT_ARG_GRAD_OUTPUT] = dyb.get();
-    bound.in[NORMRT_ARG_SAVE_MEAN] =
-        saved ? savedArgs.mean.get() : layer->saveMean.get();
-    bound.in[NORMRT_ARG_SAVE_INVSTD] =
-        saved ? savedArgs.invstd.get() : layer->saveInvstd.get();
-    bindParams(layer, bound);
+    bindBackwardInputs(layer, bound, xb.get(), z ? zb.get() : nullptr,
+                       dyb.get(), saved, savedArgs);
     bound.out[NORMRT_ARG_SUM_DY] = localDy.buffer();
     bound.out[NORMRT_ARG_SUM_DY_XMU] = localDyXmu.buffer();
     failed = callKernel(layer, NORMRT_KERNEL_BACKWARD_REDUCE, bound) != 0;

@@ -136,7 +136,6 @@ TEST_P(Synced, SharesMatchOneProcessOnTheWholeBatch) {
 
     // Odd steps keep the saved statistics in the caller's tensors.
     bool savedByCaller = step % 2 == 1;
-    std::vector<double> mean(size_t(C)), invstd(size_t(C));
     normrt_saved_stats saved;
     std::memset(&saved, 0, sizeof(saved));
     Tensor savedMean(p, {C}), savedInvstd(p, {C});

@@ -29,6 +29,8 @@
 #include "HalideRuntime.h"
 #include "halide_benchmark.h"
 
+#include "llvm/ADT/SmallVector.h"
+#include "llvm/ADT/StringRef.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
@@ -55,36 +57,45 @@ using namespace normc_bench;
 
 namespace {
 
+cl::OptionCategory benchCategory("normc-bench options");
+
 cl::opt<std::string> suiteName("suite",
                                cl::desc("Shapes: quick, issue, resnet50, "
                                         "misc, default (issue + misc + a "
                                         "ResNet-50 sample), all; or family "
                                         "(every kind of family.norm)"),
-                               cl::init("default"));
+                               cl::init("default"), cl::cat(benchCategory));
+cl::opt<std::string> shapeList(
+    "shapes",
+    cl::desc("Comma-separated shapes N x C x spatial extents (like "
+             "32x2048x7x7,4096x1024) to run instead of --suite's"),
+    cl::cat(benchCategory));
 cl::opt<std::string> configList("configs",
                                 cl::desc("Comma-separated layouts x dtypes "
                                           "(nchw_f32, nhwc_f32, nchw_f16, "
                                          "nhwc_f16, nchw_bf16, nhwc_bf16, "
                                          "nc_f32, nc_bf16), f32 or all"),
-                                cl::init("all"));
+                                cl::init("all"), cl::cat(benchCategory));
 cl::opt<int> threads("num-threads",
                      cl::desc("Worker threads (default: all cores)"),
-                     cl::init(0));
+                     cl::init(0), cl::cat(benchCategory));
 cl::opt<int> samples("samples", cl::desc("Timed calls per kernel (median)"),
-                     cl::init(9));
+                     cl::init(9), cl::cat(benchCategory));
 cl::opt<std::string> csvPath("csv", cl::desc("Write the results as CSV"),
-                             cl::value_desc("file"));
+                             cl::value_desc("file"), cl::cat(benchCategory));
 cl::opt<std::string> chartPath("chart",
                                cl::desc("Draw ratio-to-floor bars with "
                                         "gnuplot into this PNG"),
-                               cl::value_desc("file.png"));
-cl::opt<bool> noOneDnn("no-onednn", cl::desc("Skip the oneDNN comparison"));
+                               cl::value_desc("file.png"),
+                               cl::cat(benchCategory));
+cl::opt<bool> noOneDnn("no-onednn", cl::desc("Skip the oneDNN comparison"),
+                       cl::cat(benchCategory));
 cl::opt<std::string> baselineList(
     "baselines",
     cl::desc("Comma-separated Halide autoschedulers whose schedules of the "
              "same kernels run beside normc's (Adams2019, Mullapudi2016; "
              "the f32 2d layers, planned for 64x64x112x112), or none"),
-    cl::init("Adams2019,Mullapudi2016"));
+    cl::init("Adams2019,Mullapudi2016"), cl::cat(benchCategory));
 
 struct Shape {
   std::string name;
@@ -104,6 +115,30 @@ Shape shape(int64_t n, int64_t c, std::vector<int64_t> spatial) {
   for (int64_t e : spatial)
     name += "x" + std::to_string(e);
   return {name, n, c, std::move(spatial)};
+}
+
+/// Parses --shapes: N x C [x spatial...] items, positive extents, at most 3
+/// spatial ones. Returns false on a malformed item.
+bool parseShapes(llvm::StringRef list, std::vector<Shape> &out) {
+  llvm::SmallVector<llvm::StringRef, 8> items;
+  list.split(items, ',', -1, /*KeepEmpty=*/false);
+  for (llvm::StringRef item : items) {
+    llvm::SmallVector<llvm::StringRef, 5> parts;
+    item.trim().split(parts, 'x');
+    std::vector<int64_t> extents;
+    for (llvm::StringRef p : parts) {
+      int64_t e = 0;
+      if (p.getAsInteger(10, e) || e <= 0)
+        return false;
+      extents.push_back(e);
+    }
+    if (extents.size() < 2 || extents.size() > 5)
+      return false;
+    out.push_back(shape(extents[0], extents[1],
+                        std::vector<int64_t>(extents.begin() + 2,
+                                             extents.end())));
+  }
+  return !out.empty();
 }
 
 std::vector<Shape> suite(const std::string &which) {
@@ -823,6 +858,7 @@ std::vector<Row> familyRows(int tasks) {
 } // namespace
 
 int main(int argc, char **argv) {
+  cl::HideUnrelatedOptions(benchCategory);
   cl::ParseCommandLineOptions(argc, argv,
                               "normc-bench: normalization kernels against the "
                               "memory system's floors "
@@ -879,8 +915,15 @@ int main(int argc, char **argv) {
     rows = familyRows(workers * 4);
     configs.clear();
   }
-  for (const Shape &s :
-       suite(suiteName == "family" ? std::string("none") : suiteName)) {
+  std::vector<Shape> shapes;
+  if (shapeList.empty()) {
+    shapes = suite(suiteName == "family" ? std::string("none") : suiteName);
+  } else if (!parseShapes(shapeList, shapes)) {
+    llvm::errs() << "normc-bench: --shapes takes N x C x spatial extents "
+                    "separated by commas, like 32x2048x7x7,4096x1024\n";
+    return 2;
+  }
+  for (const Shape &s : shapes) {
     for (const std::string &config : configs) {
       const normrt_layer_desc *d = findLayer(normc_module_bench, config);
       if (!d) {

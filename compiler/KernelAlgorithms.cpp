@@ -490,9 +490,16 @@ Type elementType(const KernelConfig &cfg, const Arith &A) {
 /// `mean` (null for RMSNorm) and `invstd` indexed by the kept axes. When
 /// weight and bias are indexed by the statistics' axes too (BatchNorm),
 /// scale = invstd * w and shift = b are computed once per statistic.
+/// A mean wider than the per-element type (train forward of f32 tensors:
+/// the f64 batch mean) is subtracted as two parts, its rounding to E and
+/// the rest: x - hi is exact where it cancels (Sterbenz), so x - mean costs
+/// two roundings of E, not the ulp(mean) / std that an E-rounded mean would
+/// move y by on data far from zero, and the elements run at E's throughput
+/// (f32: twice the lanes of f64 and no conversions).
 Func normalize(const KernelConfig &cfg, const ReductionPlan &p,
                const Elementwise &el, const TensorInput &in, Func mean,
-               Func invstd, schedules::KernelStages &k) {
+               Func invstd, schedules::KernelStages &k,
+               bool wideMean = false) {
   const Arith &A = el.A, &E = el.E;
   std::vector<Var> kept = axisVars(k, p, keptAxis);
   Expr at[kNumAxes];
@@ -507,6 +514,14 @@ Func normalize(const KernelConfig &cfg, const ReductionPlan &p,
     meanE(kept) = E(mean(kept));
     k.channelFuncs.push_back(meanE);
     centered = xv - meanE(keptAt);
+    if (wideMean && E.type != A.type) {
+      Func meanRest("mean_rest");
+      meanRest(kept) = E(mean(kept) - A(meanE(kept)));
+      k.channelFuncs.push_back(meanRest);
+      // strict_float: the simplifier would otherwise fold the two
+      // subtractions into x - (hi + rest), and hi + rest rounds to hi.
+      centered = strict_float(centered - meanRest(keptAt));
+    }
   }
   Expr u;
   if (p.paramsAreStatGroups()) {
@@ -581,7 +596,7 @@ KernelAlgorithm forwardTrain(const KernelConfig &cfg) {
   ReductionPlan p = cfg.plan;
   Arith A = arith(cfg, accumulatorType(cfg.ioType));
   TensorInput in(cfg, p, A, k);
-  Elementwise el(cfg, p, A, A, k);
+  Elementwise el(cfg, p, A, Arith{elementType(cfg, A)}, k);
   std::vector<Var> kept = axisVars(k, p, keptAxis);
 
   Func mean("mean"), var("var"), invstd("invstd");
@@ -598,10 +613,10 @@ KernelAlgorithm forwardTrain(const KernelConfig &cfg) {
     var(kept) = sums(kept) / in.count;
   }
   invstd(kept) = A.constant(1) / sqrt(var(kept) + A.constant(cfg.eps));
-  // Per-element math in the accumulator type: the mean here is the f64 batch
-  // mean, whose f32 rounding would move y by ulp(mean) / std on data far
-  // from zero.
-  Func y = normalize(cfg, p, el, in, p.centered() ? mean : Func(), invstd, k);
+  // Per-element math in f32 for f32 tensors, with the f64 batch mean
+  // subtracted in two parts (normalize).
+  Func y = normalize(cfg, p, el, in, p.centered() ? mean : Func(), invstd, k,
+                     /*wideMean=*/true);
 
   a.outputs = {y};
   if (p.centered()) {

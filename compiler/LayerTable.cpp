@@ -129,7 +129,7 @@ constexpr Field kModuleFields[] = {
 };
 static_assert(tiles(kModuleFields, sizeof(normrt_module)),
               "kModuleFields must mirror normrt_module");
-static_assert(sizeof(normrt_halide_api) == 7 * sizeof(void *) &&
+static_assert(sizeof(normrt_halide_api) == 9 * sizeof(void *) &&
                   sizeof(normrt_cuda_api) == 6 * sizeof(void *),
               "the Halide and CUDA entry-point tables below list every "
               "member of normrt_halide_api and normrt_cuda_api");
@@ -378,7 +378,8 @@ llvm::Error normc::writeLayerTableObject(const ModulePlan &plan,
   llvm::Constant *halideApi = b.functionTable(
       {"halide_set_error_handler", "halide_set_num_threads",
        "halide_copy_to_device", "halide_copy_to_host", "halide_device_free",
-       "halide_device_sync", "halide_reuse_device_allocations"},
+       "halide_device_sync", "halide_reuse_device_allocations",
+       "halide_set_custom_malloc", "halide_set_custom_free"},
       "halide_api");
   // Mirrors normrt_cuda_api, when the module has CUDA layers.
   llvm::Constant *cudaApi = b.null();

@@ -9,6 +9,7 @@
 
 #include "Registry.h"
 #include "CpuFeatures.h"
+#include "Scratch.h"
 #include "Support.h"
 #include "normrt/normrt.h"
 
@@ -115,6 +116,8 @@ int normrt_register_module(const normrt_module *module) {
   if (std::find(r.modules.begin(), r.modules.end(), module) == r.modules.end())
     r.modules.push_back(module);
   module->halide->set_error_handler(onHalideError);
+  module->halide->set_custom_malloc(normrt::scratchMalloc);
+  module->halide->set_custom_free(normrt::scratchFree);
   if (r.numThreads > 0)
     module->halide->set_num_threads(r.numThreads);
   succeed();
@@ -127,6 +130,8 @@ int32_t normrt_runnable_variant(const normrt_layer_desc *desc) {
       return i;
   return -1;
 }
+
+size_t normrt_release_scratch(void) { return normrt::releaseScratch(); }
 
 int normrt_set_num_threads(int threads) {
   // Every module's Halide runtime gets the setting (statically linked

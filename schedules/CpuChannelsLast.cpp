@@ -5,13 +5,25 @@
 //
 // A channel's values are C elements apart, so per-channel reductions run
 // across all channels at once, vectorized along c: each parallel task sums a
-// group of rows (positions of any image, about 16K values) into its own
-// vector of per-channel partial sums (rfactor over row groups), and the
-// partials are added at the end. Train forward's statistics are one pass
-// of shifted sums (compiler/KernelAlgorithms.cpp), so x is read twice: 4
-// transfers, the channels-last floor of the performance model of docs/design.md.
+// group of rows (positions of any image, or whole images when there are 16
+// or more) into its own vector of per-channel partial sums (rfactor), and
+// the partials are added at the end. When a row's partials fit in L1 they
+// are loaded and stored per row; wider rows (2048 channels) are summed in
+// strips of channels with the sums in registers (scheduleStrips). Train
+// forward's statistics are one pass of shifted sums
+// (compiler/KernelAlgorithms.cpp), so x is read twice: 4 transfers, the
+// channels-last floor of the performance model of docs/design.md.
 // Elementwise outputs are vectorized along c and parallel over blocks of
 // rows of (s, n).
+//
+// Not done, measured: blocking by channels, one task summing a block of 16
+// channels over all rows and then writing the block's output while it is
+// in L2 (what the planar train forward does per channel), took 32x2048x7x7
+// f32 train forward from 2.1 to 6.1 ms on a Zen 4. A block's rows are C x
+// 4 bytes apart, a power of two for the usual C, so they map to 1/128th of
+// L2's sets (the block gets the share of L2 its columns have of a row) and
+// each row is a page of its own for the TLB: the re-read missed L2, and
+// both passes waited on memory.
 //
 // Fewer channels than a vector leave most lanes predicated off: C = 3 (RGB)
 // is specialized to run vectors across positions with the channels unrolled
@@ -44,15 +56,93 @@ static void scheduleFewChannelsReduction(Func f, RDom r, const KernelStages &k,
 /// MB) a call. 64 tasks keep 16 cores busy with room to balance.
 constexpr int kMaxReductionTasks = 64;
 
+/// Vectors of channels a reduction task sums at once over its rows: two
+/// f32 vectors are four f64 ones per sum, which backward's two sums, the
+/// mean and the loads keep within 32 registers (four spilled to the stack).
+constexpr int kStripVectors = 2;
+
+/// Images enough for image groups to be the reduction's tasks.
+constexpr int kImagesForImageTasks = 16;
+
+/// A row's partial sums (C of each sum) above this size are summed in
+/// strips (scheduleStrips); smaller ones stay in L1 between rows (32 KB
+/// on Zen 4, 48 KB on recent Intel cores, with a row of x beside them).
+constexpr int kRowPartialBytes = 16384;
+
+/// Bytes of x a reduction task reads in one chunk of rows: its strips read
+/// the chunk once from memory and then from L2.
+constexpr int kChunkBytes = 256 * 1024;
+
+/// Schedules the partial sums `partial` that an rfactor over `task` made:
+/// computed at root, in parallel over the tasks. Within a task, the rows
+/// (`inner` innermost, then `outer`) are cut into chunks of about
+/// kChunkBytes, and a chunk is summed in strips of kStripVectors vectors of
+/// channels over all its rows, so that the strip's sums stay in registers
+/// across the rows instead of a load and store of every partial per row (a
+/// row of 2048 channels read 4 bytes of x per 32 of partials), while the
+/// chunk comes from memory once (strips over a whole 112 x 112 image read
+/// it once per strip: 64x64x112x112 train 15.9 -> 20 ms). The total `f`
+/// adds the partials a task at a time, each a contiguous row of C (with the
+/// tasks innermost every load was 16 KB from the last for 2048 f64 sums:
+/// 0.5 ms of serial cache misses on 8x2048x7x7).
+static void scheduleStrips(Func partial, Stage total, RVar taskRVar,
+                           RVar inner, std::vector<VarOrRVar> outer,
+                           const KernelStages &k, int V) {
+  Var c = k.c, task("task"), strip("strip");
+  RVar chunk("chunk");
+  partial.compute_root()
+      .vectorize(c, V, TailStrategy::GuardWithIf)
+      .parallel(task);
+  Expr chunkRows = max(1, kChunkBytes / max(k.channels * k.ioType.bytes(), 1));
+  std::vector<VarOrRVar> order = {c, inner, strip, chunk};
+  order.insert(order.end(), outer.begin(), outer.end());
+  order.push_back(task);
+  int partialBytes = 0;
+  for (const Type &t : partial.output_types())
+    partialBytes += t.bytes();
+  partial.update()
+      .specialize(k.channels * partialBytes > kRowPartialBytes)
+      .split(c, strip, c, kStripVectors * V, TailStrategy::GuardWithIf)
+      .split(inner, chunk, inner, chunkRows, TailStrategy::GuardWithIf)
+      .reorder(order)
+      .vectorize(c, V, TailStrategy::GuardWithIf)
+      .unroll(c)
+      .parallel(task);
+  // A row's partials that fit in L1 are loaded and stored per row, and the
+  // rows are read in order.
+  std::vector<VarOrRVar> rowOrder = {c, inner};
+  rowOrder.insert(rowOrder.end(), outer.begin(), outer.end());
+  rowOrder.push_back(task);
+  partial.update()
+      .reorder(rowOrder)
+      .vectorize(c, V, TailStrategy::GuardWithIf)
+      .parallel(task);
+  total.reorder(c, taskRVar).vectorize(c, V, TailStrategy::GuardWithIf);
+}
+
 static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
   scheduleFewChannelsReduction(f, r, k, V);
-  Var c = k.c;
+  Var c = k.c, task("task");
   f.compute_root().vectorize(c, V, TailStrategy::GuardWithIf);
-  // All rows of the tensor (positions x images) as one reduction axis, in
-  // groups of rows: partial per-channel sums for each group are computed in
-  // parallel with channels innermost (contiguous), then added.
+
+  // Many images: the tasks are groups of whole images, so that a row's
+  // position and image are loop counters (a fused row index costs a
+  // division per row and strip).
+  RVar images("images"), imagesInner("images_inner");
+  Expr imagesPerGroup =
+      max(unitsPerTask(k.spatial * k.channels),
+          (k.batch + kMaxReductionTasks - 1) / kMaxReductionTasks);
+  Stage byImages = f.update().specialize(k.batch >= kImagesForImageTasks);
+  Func imagePartial =
+      byImages
+          .split(r.y, images, imagesInner, imagesPerGroup,
+                 TailStrategy::GuardWithIf)
+          .rfactor(images, task);
+  scheduleStrips(imagePartial, byImages, images, r.x, {imagesInner}, k, V);
+
+  // Otherwise all rows of the tensor (positions x images) as one reduction
+  // axis, in groups of rows.
   RVar rows("rows"), group("group"), groupInner("group_inner");
-  Var task("task");
   Expr totalRows = k.spatial * k.batch;
   Expr groupRows =
       max(rowsPerTask(k),
@@ -62,14 +152,7 @@ static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
                      .split(rows, group, groupInner, groupRows,
                             TailStrategy::GuardWithIf)
                      .rfactor(group, task);
-  partial.compute_root()
-      .vectorize(c, V, TailStrategy::GuardWithIf)
-      .parallel(task);
-  partial.update()
-      .reorder(c, groupInner, task)
-      .vectorize(c, V, TailStrategy::GuardWithIf)
-      .parallel(task);
-  f.update().vectorize(c, V, TailStrategy::GuardWithIf);
+  scheduleStrips(partial, f.update(), group, groupInner, {}, k, V);
 }
 
 /// Channel counts below a vector that get a schedule of their own: vectors

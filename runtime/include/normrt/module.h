@@ -51,6 +51,7 @@
 #ifndef NORMRT_MODULE_H
 #define NORMRT_MODULE_H
 
+#include <stddef.h>
 #include <stdint.h>
 #ifndef __cplusplus
 #include <stdbool.h>
@@ -60,7 +61,7 @@
 extern "C" {
 #endif
 
-#define NORMRT_MODULE_ABI_VERSION 9
+#define NORMRT_MODULE_ABI_VERSION 10
 
 typedef enum {
   NORMRT_KERNEL_FORWARD_TRAIN = 0,
@@ -230,6 +231,11 @@ typedef struct normrt_halide_api {
   int (*device_free)(void *user_context, struct halide_buffer_t *buffer);
   int (*device_sync)(void *user_context, struct halide_buffer_t *buffer);
   int (*reuse_device_allocations)(void *user_context, bool reuse);
+  /* halide_set_custom_malloc / halide_set_custom_free: normrt installs its
+   * scratch allocator (blocks kept between calls) when it registers the
+   * module. */
+  void *(*(*set_custom_malloc)(void *(*)(void *, size_t)))(void *, size_t);
+  void (*(*set_custom_free)(void (*)(void *, void *)))(void *, void *);
 } normrt_halide_api;
 
 typedef struct normrt_module {

@@ -19,6 +19,7 @@
 #ifndef NORMRT_NORMRT_H
 #define NORMRT_NORMRT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -118,6 +119,12 @@ const char *normrt_last_error(void);
 /* Registers a compiled module. Modules register themselves when linked in
  * (their header references them) or loaded; calling it again is harmless. */
 int normrt_register_module(const struct normrt_module *module);
+
+/* Frees the scratch memory the CPU kernels' large intermediates keep
+ * between calls (normrt caches freed blocks of 64 KB and more, at most 16
+ * blocks and 256 MB, so that calls do not map fresh pages each time).
+ * Returns the bytes freed. */
+size_t normrt_release_scratch(void);
 
 /* Number of worker threads the CPU kernels use (0 = Halide's default, which
  * honours HL_NUM_THREADS). Returns the previous setting. */

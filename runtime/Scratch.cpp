@@ -135,9 +135,3 @@ size_t normrt::releaseScratch() {
     std::free(headerOf(ptr)->base);
   return bytes;
 }
-
-size_t normrt::cachedScratchBytes() {
-  Cache &c = cache();
-  std::lock_guard<std::mutex> lock(c.mutex);
-  return c.bytes;
-}

@@ -19,8 +19,6 @@ void *scratchMalloc(void *userContext, size_t size);
 void scratchFree(void *userContext, void *ptr);
 /// Frees every cached block; returns the bytes given back.
 size_t releaseScratch();
-/// Bytes held in the cache now.
-size_t cachedScratchBytes();
 
 } // namespace normrt
 

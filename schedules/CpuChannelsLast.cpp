@@ -58,7 +58,8 @@ constexpr int kMaxReductionTasks = 64;
 
 /// Vectors of channels a reduction task sums at once over its rows: two
 /// f32 vectors are four f64 ones per sum, which backward's two sums, the
-/// mean and the loads keep within 32 registers (four spilled to the stack).
+/// mean and the loads keep within 32 registers (with four vectors, backward
+/// spilled its accumulators to the stack in the loop over rows).
 constexpr int kStripVectors = 2;
 
 /// Images enough for image groups to be the reduction's tasks.
@@ -94,9 +95,12 @@ static void scheduleStrips(Func partial, Stage total, RVar taskRVar,
       .vectorize(c, V, TailStrategy::GuardWithIf)
       .parallel(task);
   Expr chunkRows = max(1, kChunkBytes / max(k.channels * k.ioType.bytes(), 1));
-  std::vector<VarOrRVar> order = {c, inner, strip, chunk};
-  order.insert(order.end(), outer.begin(), outer.end());
-  order.push_back(task);
+  // The loops from `innermost` out, then the outer rows and the task.
+  auto loops = [&](std::vector<VarOrRVar> innermost) {
+    innermost.insert(innermost.end(), outer.begin(), outer.end());
+    innermost.push_back(task);
+    return innermost;
+  };
   int partialBytes = 0;
   for (const Type &t : partial.output_types())
     partialBytes += t.bytes();
@@ -104,17 +108,14 @@ static void scheduleStrips(Func partial, Stage total, RVar taskRVar,
       .specialize(k.channels * partialBytes > kRowPartialBytes)
       .split(c, strip, c, kStripVectors * V, TailStrategy::GuardWithIf)
       .split(inner, chunk, inner, chunkRows, TailStrategy::GuardWithIf)
-      .reorder(order)
+      .reorder(loops({c, inner, strip, chunk}))
       .vectorize(c, V, TailStrategy::GuardWithIf)
       .unroll(c)
       .parallel(task);
   // A row's partials that fit in L1 are loaded and stored per row, and the
   // rows are read in order.
-  std::vector<VarOrRVar> rowOrder = {c, inner};
-  rowOrder.insert(rowOrder.end(), outer.begin(), outer.end());
-  rowOrder.push_back(task);
   partial.update()
-      .reorder(rowOrder)
+      .reorder(loops({c, inner}))
       .vectorize(c, V, TailStrategy::GuardWithIf)
       .parallel(task);
   total.reorder(c, taskRVar).vectorize(c, V, TailStrategy::GuardWithIf);

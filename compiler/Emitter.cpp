@@ -16,6 +16,7 @@
 #include "compiler/Emitter.h"
 #include "compiler/Support.h"
 #include "compiler/KernelCache.h"
+#include "compiler/HalfConversions.h"
 #include "compiler/KernelObject.h"
 #include "compiler/ModuleFiles.h"
 #include "compiler/ModulePlan.h"
@@ -61,6 +62,10 @@ Halide::Module lowerKernel(const PlannedKernel &kernel,
   KernelConfig targetConfig = kernel.config;
   targetConfig.bfloatAsBits = target.has_gpu_feature();
   targetConfig.f64ConstantsAsBits = target.has_feature(Halide::Target::OpenCL);
+  if (!target.has_gpu_feature())
+    targetConfig.halfConversion = hasHardwareHalfConversions(target)
+                                      ? HalfConversion::Hardware
+                                      : HalfConversion::Integer;
   KernelAlgorithm algorithm = buildKernelAlgorithm(targetConfig);
   Halide::Pipeline pipeline(algorithm.outputs);
   if (kernel.autoschedule.enabled()) {
@@ -70,8 +75,12 @@ Halide::Module lowerKernel(const PlannedKernel &kernel,
     if (!schedules::applySchedule(algorithm.stages, target, error))
       throw Halide::CompileError(function + ": " + error);
   }
-  return pipeline.compile_to_module(algorithm.inputs, function,
-                                    kernelTarget(target));
+  Halide::Module module = pipeline.compile_to_module(
+      algorithm.inputs, function, kernelTarget(target));
+  if (targetConfig.halfConversion == HalfConversion::Hardware &&
+      targetConfig.ioType == Halide::Float(16))
+    module.append(halfConversionCode(kernelTarget(target)));
+  return module;
 }
 
 /// The LLVM module of one kernel variant, with its streaming copy where the

@@ -21,6 +21,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "compiler/KernelAlgorithms.h"
+#include "compiler/HalfConversions.h"
 #include "runtime/include/normrt/module.h"
 
 #include "llvm/Support/ErrorHandling.h"
@@ -60,6 +61,8 @@ std::string KernelConfig::key() const {
     os << "/bf16bits";
   if (f64ConstantsAsBits)
     os << "/f64bits";
+  if (ioType == Float(16) && halfConversion != HalfConversion::HalideCast)
+    os << (halfConversion == HalfConversion::Hardware ? "/f16=hw" : "/f16=int");
   ReductionPlan p = kernelPlan();
   os << "/plan=";
   for (int a = 0; a < kNumAxes; ++a)
@@ -122,9 +125,18 @@ Type tensorType(const KernelConfig &cfg) {
   return cfg.ioType;
 }
 
+/// How this kernel's f16 tensor values convert (HalideCast for other types).
+HalfConversion halfConversion(const KernelConfig &cfg) {
+  return cfg.ioType == Float(16) ? cfg.halfConversion
+                                 : HalfConversion::HalideCast;
+}
+
 /// An element of x or dy as a value to compute with: bf16 bits widened to
-/// f32, other types as they are.
+/// f32, f16 widened to f32 where the target converts it in hardware, other
+/// types as they are.
 Expr ioValue(const KernelConfig &cfg, Expr e) {
+  if (halfConversion(cfg) == HalfConversion::Hardware)
+    return halfBitsToFloat(reinterpret(UInt(16), std::move(e)));
   if (!cfg.bfloatAsBits || !cfg.ioType.is_bfloat())
     return e;
   Expr bits = cast(UInt(32), e) << 16;
@@ -134,6 +146,11 @@ Expr ioValue(const KernelConfig &cfg, Expr e) {
 /// A computed value rounded to the tensor type; for bf16 through its bits:
 /// round to nearest even on the f32 bits, NaN kept quiet (as Halide's cast).
 Expr ioResult(const KernelConfig &cfg, Expr v) {
+  // An f64 value would round twice through f32; f16 kernels compute in f32.
+  if (halfConversion(cfg) == HalfConversion::Hardware && v.type().bits() <= 32)
+    return reinterpret(Float(16), floatToHalfBits(cast(Float(32), v)));
+  if (halfConversion(cfg) == HalfConversion::Integer && v.type().bits() <= 32)
+    return reinterpret(Float(16), roundToHalfBits(cast(Float(32), v)));
   if (!cfg.bfloatAsBits || !cfg.ioType.is_bfloat())
     return cast(cfg.ioType, std::move(v));
   Expr f = cast(Float(32), std::move(v));

@@ -20,6 +20,18 @@
 namespace normc {
 
 /// Everything about a layer that changes a kernel's code.
+/// How a kernel converts f16 values.
+enum class HalfConversion {
+  /// Halide's casts: native on GPU backends. (On CPUs Halide 14 emulates
+  /// them with integer code whose f32 to f16 rounding turns NaN into
+  /// infinity; normc's CPU kernels use one of the two below.)
+  HalideCast,
+  /// F16C's VCVTPH2PS / VCVTPS2PH, for x86 targets that have it.
+  Hardware,
+  /// normc's integer code, for CPUs without F16C.
+  Integer,
+};
+
 struct KernelConfig {
   norm::KernelKind kind;
   Halide::Type ioType;    ///< x, y, dy, dx, residual
@@ -44,6 +56,8 @@ struct KernelConfig {
   /// OpenCL C backend prints an f64 constant as a float literal, rounding
   /// it to 24 bits; set for OpenCL targets.
   bool f64ConstantsAsBits = false;
+  /// How f16 tensors convert to and from f32 (HalfConversions.h).
+  HalfConversion halfConversion = HalfConversion::HalideCast;
 
   /// The plan this kernel computes with.
   normrt::kinds::ReductionPlan kernelPlan() const;

@@ -10,6 +10,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "compiler/KernelObject.h"
+#include "compiler/HalfConversions.h"
 #include "compiler/StreamingStores.h"
 #include "compiler/Support.h"
 
@@ -69,6 +70,7 @@ normc::lowerKernelToLLVM(const Halide::Module &kernel,
   } catch (const Halide::Error &e) {
     return makeError("Halide failed to compile " + function + ": " + e.what());
   }
+  localizeHalfConversions(*module);
   if (streamingBuffers.empty())
     return std::move(module);
 

@@ -50,6 +50,25 @@ std::string bufferName(const Instruction &access) {
   return name.substr(0, name.find('$'));
 }
 
+/// A vector of half or bfloat stored as the integers of its bits, in place
+/// of `store`. x86 has no legal f16 vector type without AVX512-FP16: such a
+/// value that reaches a store in another basic block (the guarded streaming
+/// store below) travels as one register per element, and instruction
+/// selection would store it element by element.
+void storeAsIntegers(StoreInst *store) {
+  auto *type = cast<VectorType>(store->getValueOperand()->getType());
+  if (!type->getElementType()->isHalfTy() &&
+      !type->getElementType()->isBFloatTy())
+    return;
+  IRBuilder<> b(store);
+  Type *bits = VectorType::getInteger(type);
+  Value *pointer = store->getPointerOperand();
+  store->setOperand(0, b.CreateBitCast(store->getValueOperand(), bits));
+  store->setOperand(
+      1, b.CreateBitCast(pointer, bits->getPointerTo(
+                                      pointer->getType()->getPointerAddressSpace())));
+}
+
 /// Makes `store` non-temporal at `alignment`.
 void makeStreaming(StoreInst *store, uint64_t alignment) {
   store->setAlignment(Align(alignment));
@@ -105,6 +124,7 @@ PreservedAnalyses normc::StreamingStoresPass::run(Module &module,
         continue;
       uint64_t alignment = std::min(bytes, kMaxStoreBytes);
       ++inFunction;
+      storeAsIntegers(store);
       if (store->getAlign().value() >= alignment) {
         makeStreaming(store, alignment);
         ++streamed;

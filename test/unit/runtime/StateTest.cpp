@@ -118,10 +118,12 @@ TEST(State, LayerListingCoversTheModule) {
     ++count;
     sawWide |= std::string(name) == "wide2d";
     // The test program links CPU modules, one CUDA and one OpenCL module,
-    // and the CPU-feature module with its "avx2" and "list" labels.
+    // the CPU-feature module with its "avx2" and "list" labels and the f16
+    // module with its "f16c" and "emulated" ones.
     std::string label = target;
     EXPECT_TRUE(label == "cpu" || label == "cuda" || label == "opencl" ||
-                label == "avx2" || label == "list")
+                label == "avx2" || label == "list" || label == "f16c" ||
+                label == "emulated")
         << target;
   }
   EXPECT_GE(count, normc_module_matrix.num_layers);

@@ -4,7 +4,8 @@
 // NC[D][H]W tensors, seen as [s, c, n] with s the flattened spatial axis.
 //
 // Train forward of BatchNorm2d/3d layers is blocked by channel: one parallel
-// task computes a channel's statistics and then its output, so the second
+// task computes a channel's statistics and then its output (for each channel
+// of a block of adjacent channels where rows are short), so the second
 // read of the channel's slab can come from cache (3 transfers when the slab
 // fits; see the performance model in docs/design.md). Other reductions (backward, and
 // BatchNorm1d) are computed at root, one channel per parallel task. When a

@@ -62,7 +62,7 @@ Halide::Module lowerKernel(const PlannedKernel &kernel,
   KernelConfig targetConfig = kernel.config;
   targetConfig.bfloatAsBits = target.has_gpu_feature();
   targetConfig.f64ConstantsAsBits = target.has_feature(Halide::Target::OpenCL);
-  if (!target.has_gpu_feature())
+  if (!target.has_gpu_feature() && kernel.config.ioType == Halide::Float(16))
     targetConfig.halfConversion = hasHardwareHalfConversions(target)
                                       ? HalfConversion::Hardware
                                       : HalfConversion::Integer;
@@ -77,8 +77,7 @@ Halide::Module lowerKernel(const PlannedKernel &kernel,
   }
   Halide::Module module = pipeline.compile_to_module(
       algorithm.inputs, function, kernelTarget(target));
-  if (targetConfig.halfConversion == HalfConversion::Hardware &&
-      targetConfig.ioType == Halide::Float(16))
+  if (targetConfig.halfConversion == HalfConversion::Hardware)
     module.append(halfConversionCode(kernelTarget(target)));
   return module;
 }

@@ -19,7 +19,6 @@
 
 namespace normc {
 
-/// Everything about a layer that changes a kernel's code.
 /// How a kernel converts f16 values.
 enum class HalfConversion {
   /// Halide's casts: native on GPU backends. (On CPUs Halide 14 emulates
@@ -32,6 +31,7 @@ enum class HalfConversion {
   Integer,
 };
 
+/// Everything about a layer that changes a kernel's code.
 struct KernelConfig {
   norm::KernelKind kind;
   Halide::Type ioType;    ///< x, y, dy, dx, residual

@@ -72,27 +72,22 @@ void setState(normrt::Layer &layer, const char *name,
     viewSet(view, c, value(c));
 }
 
-struct Pair {
+/// The parameter's layer on both targets; skipped where the CPU lacks F16C.
+class HalfConversions : public ::testing::TestWithParam<const char *> {
+protected:
+  void SetUp() override {
+    std::string why;
+    f16c = tryLayer(GetParam(), "f16c", why);
+    if (f16c)
+      emulated = tryLayer(GetParam(), "emulated", why);
+    if (!emulated)
+      GTEST_SKIP() << why;
+  }
   std::unique_ptr<normrt::Layer> f16c, emulated;
 };
 
-/// Both targets' layer `name`, or a skip where the CPU lacks F16C.
-Pair pairOf(const char *name, std::string &why) {
-  Pair p;
-  p.f16c = tryLayer(name, "f16c", why);
-  if (p.f16c)
-    p.emulated = tryLayer(name, "emulated", why);
-  return p;
-}
-
-class HalfConversions : public ::testing::TestWithParam<const char *> {};
-
 TEST_P(HalfConversions, EvalOnEveryHalfValue) {
-  std::string why;
-  Pair p = pairOf(GetParam(), why);
-  if (!p.emulated)
-    GTEST_SKIP() << why;
-  normrt_layer_info info = p.f16c->info();
+  normrt_layer_info info = f16c->info();
   if (!info.track_running_stats)
     GTEST_SKIP() << "untracked: eval normalizes with batch statistics";
   int64_t channels = info.num_features;
@@ -107,7 +102,7 @@ TEST_P(HalfConversions, EvalOnEveryHalfValue) {
   }
   Tensor yF16c(NORMRT_FLOAT16, shape, info.channels_last),
       yEmulated(NORMRT_FLOAT16, shape, info.channels_last);
-  for (normrt::Layer *layer : {p.f16c.get(), p.emulated.get()}) {
+  for (normrt::Layer *layer : {f16c.get(), emulated.get()}) {
     layer->eval();
     // Scales around 1 (ties and subnormal results), one far above it
     // (overflow to infinity) and one far below (results that flush into
@@ -122,8 +117,8 @@ TEST_P(HalfConversions, EvalOnEveryHalfValue) {
     }
   }
   normrt_tensor xv = x.view(), a = yF16c.view(), b = yEmulated.view();
-  p.f16c->forward(xv, a);
-  p.emulated->forward(xv, b);
+  f16c->forward(xv, a);
+  emulated->forward(xv, b);
   EXPECT_TRUE(sameBits(yF16c, yEmulated));
 
   // The outputs reach the special values the conversions must get right.
@@ -141,11 +136,7 @@ TEST_P(HalfConversions, EvalOnEveryHalfValue) {
 }
 
 TEST_P(HalfConversions, TrainAndBackwardOnRandomData) {
-  std::string why;
-  Pair p = pairOf(GetParam(), why);
-  if (!p.emulated)
-    GTEST_SKIP() << why;
-  normrt_layer_info info = p.f16c->info();
+  normrt_layer_info info = f16c->info();
   std::vector<int64_t> shape = {8, info.num_features, 7, 9};
   if (info.spatial_rank == 1)
     shape = {37, info.num_features};
@@ -159,7 +150,7 @@ TEST_P(HalfConversions, TrainAndBackwardOnRandomData) {
   Tensor dx[2] = {Tensor(NORMRT_FLOAT16, shape, info.channels_last),
                   Tensor(NORMRT_FLOAT16, shape, info.channels_last)};
   std::vector<float> dweight[2], dbias[2];
-  normrt::Layer *layers[2] = {p.f16c.get(), p.emulated.get()};
+  normrt::Layer *layers[2] = {f16c.get(), emulated.get()};
   for (int t = 0; t < 2; ++t) {
     layers[t]->train();
     normrt_tensor xv = x.view(), yv = y[t].view(), dyv = dy.view(),
@@ -168,12 +159,8 @@ TEST_P(HalfConversions, TrainAndBackwardOnRandomData) {
       layers[t]->forward(xv, yv);
     dweight[t].assign(size_t(info.num_features), 0.0f);
     dbias[t].assign(size_t(info.num_features), 0.0f);
-    normrt_tensor dw = {}, db = {};
-    dw.data = dweight[t].data();
-    db.data = dbias[t].data();
-    dw.dtype = db.dtype = NORMRT_FLOAT32;
-    dw.ndim = db.ndim = 1;
-    dw.shape[0] = db.shape[0] = info.num_features;
+    normrt_tensor dw = normrt::tensor(dweight[t].data(), {info.num_features}),
+                  db = normrt::tensor(dbias[t].data(), {info.num_features});
     layers[t]->backward(xv, dyv, dxv, info.affine ? &dw : nullptr,
                         info.affine ? &db : nullptr);
   }

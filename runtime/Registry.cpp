@@ -195,3 +195,23 @@ int64_t normrt_set_streaming_threshold(int64_t bytes) {
 }
 
 int64_t normrt_streaming_threshold(void) { return streamingThreshold(); }
+
+namespace {
+
+/// The cache line of the CPUs normc targets (x86-64, AArch64).
+constexpr int64_t kCacheLineBytes = 64;
+
+} // namespace
+
+int normrt_streaming_applies(int64_t tensor_bytes, int64_t row_bytes) {
+  int64_t threshold = normrt_streaming_threshold();
+  if (threshold == 0)
+    return 1;
+  // A row that ends inside a line leaves the line to two stores: the row's
+  // last (masked) one and the next row's first, which is unaligned and so
+  // an ordinary store in the streaming variant. A line that sees both kinds
+  // is flushed half written and read back: 32x1024x14x14 NCHW f32 (rows of
+  // 784 bytes) ran eval in 2.5 ms streaming and 1.2 ms not on a Zen 4,
+  // while 32x64x56x56 (12544 bytes) ran 0.74 and 1.1.
+  return tensor_bytes > threshold && row_bytes % kCacheLineBytes == 0;
+}

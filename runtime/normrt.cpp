@@ -423,14 +423,34 @@ int64_t tensorBytes(const Bindings &bound) {
   return bytes;
 }
 
+/// The bytes of one row of `b`: the run along its stride-1 dimension.
+int64_t rowBytes(const halide_buffer_t *b) {
+  int64_t bytes = b->type.bytes();
+  for (int d = 0; d < b->dimensions; ++d)
+    if (b->dim[d].stride == 1 && b->dim[d].extent > 1)
+      bytes *= b->dim[d].extent;
+  return bytes;
+}
+
+/// Whether a call with these tensors runs a kernel's streaming variant
+/// (normrt_streaming_applies, for every tensor output's rows).
+bool runsStreaming(const Bindings &bound) {
+  int64_t bytes = tensorBytes(bound);
+  for (int32_t role : {NORMRT_ARG_Y, NORMRT_ARG_GRAD_INPUT,
+                       NORMRT_ARG_GRAD_RESIDUAL})
+    if (auto *b = static_cast<const halide_buffer_t *>(bound.out[role]))
+      if (!normrt_streaming_applies(bytes, rowBytes(b)))
+        return false;
+  return true;
+}
+
 /// Calls kernel `kind` of the layer with the arguments its signature lists:
-/// its streaming variant when the call's tensors exceed the streaming
-/// threshold (normrt_set_streaming_threshold).
+/// its streaming variant where normrt_streaming_applies says so.
 int callKernel(normrt_layer *layer, normrt_kernel_kind kind,
                const Bindings &bound) {
   normrt_kernel_fn fn = layer->variant->kernels[kind];
   if (normrt_kernel_fn streaming = layer->variant->streaming_kernels[kind])
-    if (tensorBytes(bound) > normrt_streaming_threshold())
+    if (runsStreaming(bound))
       fn = streaming;
   const normrt_kernel_signature &sig = layer->desc->signatures[kind];
   if (!fn)

@@ -507,14 +507,19 @@ std::vector<Row> kernelRows(const normrt_layer_desc *d, ShapeData &data,
                  << d->target_string << "\", which this CPU cannot run; no rows\n";
     return {};
   }
+  // (N, C) tensors have C as their stride-1 axis, as channels-last ones.
+  bool strideOneChannels = d->layout != 0 || data.shape.spatial.empty();
   // The kernels normrt would call: the streaming variant when the call's
-  // tensors (x and y; x, dy and dx in backward) exceed the threshold.
+  // tensors (x and y; x, dy and dx in backward) and the output's rows (C
+  // values, or a plane of H x W) say so.
+  int64_t rowBytes = int64_t(data.bytes) / data.shape.n /
+                     (strideOneChannels ? data.shape.spatialSize() : data.shape.c);
   const normrt_kernel_variant &v = d->variants[variant];
   normrt_kernel_fn k[NORMRT_KERNEL_COUNT];
   for (int kind = 0; kind < NORMRT_KERNEL_COUNT; ++kind) {
     int64_t tensors = kind == NORMRT_KERNEL_BACKWARD ? 3 : 2;
     bool stream = v.streaming_kernels[kind] &&
-                  tensors * int64_t(data.bytes) > normrt_streaming_threshold();
+                  normrt_streaming_applies(tensors * int64_t(data.bytes), rowBytes);
     k[kind] = stream ? v.streaming_kernels[kind] : v.kernels[kind];
   }
   std::vector<void *> train = data.args(d, NORMRT_KERNEL_FORWARD_TRAIN),
@@ -526,8 +531,6 @@ std::vector<Row> kernelRows(const normrt_layer_desc *d, ShapeData &data,
                  << data.shape.name << "; no rows\n";
     return {};
   }
-  // (N, C) tensors have C as their stride-1 axis, as channels-last ones.
-  bool strideOneChannels = d->layout != 0 || data.shape.spatial.empty();
   auto row = [&](const char *kernel, double seconds, double transfers) {
     Row r{data.shape.name, config, kernel, seconds,
           transfers * double(data.bytes) / seconds / 1e9};

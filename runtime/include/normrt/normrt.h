@@ -136,13 +136,20 @@ int normrt_set_num_threads(int threads);
  * tensors of a call do not fit the last-level cache and costs when they do,
  * so normrt runs a streaming variant only when the tensors one kernel reads
  * and writes (x, residual, grad_output, y, grad_input, grad_residual)
- * together exceed this many bytes. The default is the size of this CPU's
- * last-level cache (as Linux reports it for CPU 0; 32 MiB where it reports
- * none), or NORMRT_STREAMING_THRESHOLD (bytes) when set. 0 streams every
- * call; INT64_MAX none. A negative value restores the default. Returns the
- * previous threshold. Results are the same either way. */
+ * together exceed this many bytes and the rows of its outputs (the runs
+ * along their stride-1 dimension) are whole 64-byte cache lines. The default
+ * is the size of this CPU's last-level cache (as Linux reports it for CPU 0;
+ * 32 MiB where it reports none), or NORMRT_STREAMING_THRESHOLD (bytes) when
+ * set. 0 streams every call, whatever its rows; INT64_MAX none. A negative
+ * value restores the default. Returns the previous threshold. Results are
+ * the same either way. */
 int64_t normrt_set_streaming_threshold(int64_t bytes);
 int64_t normrt_streaming_threshold(void);
+/* Whether a call whose tensors (as above) total `tensor_bytes` and whose
+ * outputs' rows are `row_bytes` long runs the streaming variants: always at
+ * threshold 0, otherwise when tensor_bytes exceeds the threshold and
+ * row_bytes is a whole number of 64-byte lines. Returns 1 or 0. */
+int normrt_streaming_applies(int64_t tensor_bytes, int64_t row_bytes);
 
 /* CUDA layers: run this layer's kernels in `context` (a CUcontext; NULL
  * keeps the layer's) on `stream` (a CUstream; NULL is the context's default

@@ -2,7 +2,8 @@
 //
 // Every CPU kernel that writes a whole tensor has a streaming variant
 // (non-temporal stores, normrt/module.h) that normrt runs when a call's
-// tensors exceed normrt_streaming_threshold(). The variants differ only in
+// tensors exceed normrt_streaming_threshold() and its output rows are whole
+// cache lines (normrt_streaming_applies). The variants differ only in
 // how they store, so their results must be bit for bit those of the plain
 // kernels: here on aligned and misaligned tensors, planar and channels-last,
 // in each dtype. (The ctest streaming_matrix runs the whole float64
@@ -58,6 +59,22 @@ TEST(Streaming, ThresholdIsSettableAndRestorable) {
   EXPECT_EQ(normrt_streaming_threshold(), initial);
   if (!std::getenv("NORMRT_STREAMING_THRESHOLD"))
     EXPECT_GT(initial, 0) << "the default is the last-level cache's size";
+}
+
+TEST(Streaming, AppliesToLargeTensorsOfWholeLineRows) {
+  int64_t previous = normrt_set_streaming_threshold(1 << 20);
+  // NCHW f32 rows: 56 x 56 values are 196 lines, 14 x 14 are 12.25.
+  EXPECT_EQ(normrt_streaming_applies((1 << 20) + 1, 56 * 56 * 4), 1);
+  EXPECT_EQ(normrt_streaming_applies((1 << 20) + 1, 14 * 14 * 4), 0);
+  EXPECT_EQ(normrt_streaming_applies((1 << 20) + 1, 64), 1);
+  EXPECT_EQ(normrt_streaming_applies((1 << 20) + 1, 96), 0);
+  EXPECT_EQ(normrt_streaming_applies(1 << 20, 56 * 56 * 4), 0);
+  // Threshold 0 streams every call, whatever its rows.
+  normrt_set_streaming_threshold(0);
+  EXPECT_EQ(normrt_streaming_applies(1, 14 * 14 * 4), 1);
+  normrt_set_streaming_threshold(INT64_MAX);
+  EXPECT_EQ(normrt_streaming_applies(INT64_MAX, 64), 0);
+  normrt_set_streaming_threshold(previous);
 }
 
 /// A tensor's bytes at `shift` bytes past a 64-byte boundary, so that rows

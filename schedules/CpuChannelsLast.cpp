@@ -216,7 +216,13 @@ static void scheduleFewChannelsReduction(Func f, RDom r, const KernelStages &k,
         .split(inRun, inRun, lane, V, TailStrategy::GuardWithIf)
         .fuse(runs, r.y, run);
     Func partial = few.rfactor({{run, task}, {lane, laneVar}});
-    partial.compute_root().vectorize(laneVar).parallel(task);
+    // A channel's V lanes side by side: rfactor appends the new vars, so
+    // by default the lanes were C x tasks values apart, and every add was
+    // a gather and a scatter of V scalars.
+    partial.reorder_storage(laneVar, c, task)
+        .compute_root()
+        .vectorize(laneVar)
+        .parallel(task);
     partial.update()
         .reorder(laneVar, c, inRun, task)
         .vectorize(laneVar)

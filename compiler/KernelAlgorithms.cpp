@@ -187,8 +187,12 @@ std::vector<Var> axisVars(const schedules::KernelStages &k,
   return vars;
 }
 
-/// Tells Halide which dimension of a tensor has stride 1.
-void constrainLayout(OutputImageParam buffer, const ReductionPlan &p) {
+/// Tells Halide which dimension of a tensor has stride 1. For channels-last
+/// per-channel plans, `positionStride` (x's channel extent, for tensors
+/// other than x) is the stride of a position; undefined: the tensor's own
+/// channel extent.
+void constrainLayout(OutputImageParam buffer, const ReductionPlan &p,
+                     Expr positionStride = Expr()) {
   Axis unit = p.unitStride();
   int dim = 0, unitDim = -1;
   for (int a = 0; a < kNumAxes; ++a) {
@@ -202,25 +206,32 @@ void constrainLayout(OutputImageParam buffer, const ReductionPlan &p) {
     }
     ++dim;
   }
-  // Channels-last per-channel tensors are dense (normrt checks): a position
-  // is C values, so schedules that specialize on C know every stride. The
-  // extent is named, not taken from buffer.dim(): that Expr holds the
-  // buffer's Parameter, and a constraint of a Parameter holding itself is a
-  // reference cycle that Halide never frees.
+  // Channels-last per-channel tensors are dense and of x's shape (normrt
+  // checks): a position is C values, so schedules that specialize on x's C
+  // know every stride (with grad_output's own extent there, its loads of
+  // stride C stayed gathers). A tensor's own extent is named, not taken from
+  // buffer.dim(): that Expr holds the buffer's Parameter, and a constraint
+  // of a Parameter holding itself is a reference cycle that Halide never
+  // frees. (x's extent cannot be named instead: a kernel that does not read
+  // x, backward in eval mode, has no such symbol.)
   if (unit == C && p.kept(C) && !p.kept(N) && !p.has[K] && p.has[S] &&
       unitDim > 0)
-    buffer.dim(0).set_stride(Internal::Variable::make(
-        Int(32), buffer.name() + ".extent." + std::to_string(unitDim)));
+    buffer.dim(0).set_stride(
+        positionStride.defined()
+            ? positionStride
+            : Internal::Variable::make(Int(32), buffer.name() + ".extent." +
+                                                    std::to_string(unitDim)));
 }
 
-/// An image of the tensor view (x, grad_output, residual).
+/// An image of the tensor view (x, grad_output, residual); `positionStride`
+/// as for constrainLayout.
 ImageParam tensorImage(const KernelConfig &cfg, const ReductionPlan &p,
-                       const std::string &name) {
+                       const std::string &name, Expr positionStride = Expr()) {
   int dims = 0;
   for (int a = 0; a < kNumAxes; ++a)
     dims += p.has[a];
   ImageParam image(tensorType(cfg), dims, name);
-  constrainLayout(image, p);
+  constrainLayout(image, p, positionStride);
   return image;
 }
 
@@ -423,7 +434,7 @@ struct Elementwise {
         b = smallImage(cfg.paramType, p, paramAxis, "bias");
     }
     if (cfg.residual)
-      z = tensorImage(cfg, p, "residual");
+      z = tensorImage(cfg, p, "residual", k.channels);
   }
   /// The weight at `at` (1 without affine), in E.
   Expr weight(const Expr (&at)[kNumAxes]) const {
@@ -792,7 +803,7 @@ KernelAlgorithm backward(const KernelConfig &cfg, BackwardMode mode) {
   ReductionPlan p = cfg.kernelPlan();
   Arith A = arith(cfg, accumulatorType(cfg.ioType));
   TensorInput in(cfg, p, A, k);
-  ImageParam dy = tensorImage(cfg, p, "grad_output");
+  ImageParam dy = tensorImage(cfg, p, "grad_output", k.channels);
   bool centered = p.centered();
   ImageParam statMean, statSecond;
   if (eval) {

@@ -8,7 +8,9 @@
 // of a block of adjacent channels where rows are short), so the second
 // read of the channel's slab can come from cache (3 transfers when the slab
 // fits; see the performance model in docs/design.md). Other reductions (backward, and
-// BatchNorm1d) are computed at root, one channel per parallel task. When a
+// BatchNorm1d) are computed at root, one channel per parallel task, or, for
+// rows shorter than 4 KB with many channels, image by image (partials per
+// channel and image) so that memory is read in order. When a
 // channel's rows are at least a vector long, rfactor turns the sum along s
 // into V independent lane accumulators per group of images (groups as nested
 // parallel tasks, so that a few channels still use every core); when they
@@ -44,6 +46,10 @@ constexpr int kChannelsForFlatReductions = 64;
 /// 2 shared lines in 64.
 constexpr int kBlockRowBytes = 4096;
 
+/// Rows (a channel of one image) shorter than this are summed image by
+/// image in backward (scheduleImageByImage).
+constexpr int kShortRowBytes = 4096;
+
 /// Images (or rows of S values) per parallel task.
 static Expr imagesPerTask(const KernelStages &k) {
   return unitsPerTask(k.spatial);
@@ -69,6 +75,29 @@ static void scheduleLanesPerImage(Func f, RDom r, const KernelStages &k,
   partial.update().specialize(parallelGroups).parallel(task);
 }
 
+/// Short rows (below kShortRowBytes, at least a vector): one pass over the
+/// tensor in memory order, image by image as parallel tasks. Each task sums
+/// every row of its image (V lane accumulators a row, rfactor) into a
+/// partial per (channel, image); the channel's total adds its images'
+/// partials. Channel by channel, a task read a row of 784 bytes (14 x 14
+/// f32) every 800 KB of a 32x1024x14x14 tensor, too short a run for the
+/// prefetchers: the pass waited on memory row by row.
+static void scheduleImageByImage(Stage total, RDom r, const KernelStages &k,
+                                 int V) {
+  Var c = k.c, image("image"), lane("lane");
+  RVar rxo("rxo"), rxi("rxi");
+  Func perImage = total.rfactor(r.y, image);
+  perImage.compute_root().parallel(image).vectorize(c, V,
+                                                    TailStrategy::GuardWithIf);
+  Func lanes = perImage.update()
+                   .split(r.x, rxo, rxi, V, TailStrategy::GuardWithIf)
+                   .rfactor(rxi, lane);
+  perImage.update().reorder(rxi, c, image).parallel(image);
+  lanes.compute_at(perImage, c).vectorize(lane);
+  lanes.update().reorder(lane, rxo).vectorize(lane);
+  total.reorder(c, r.y).vectorize(c, V, TailStrategy::GuardWithIf);
+}
+
 static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
   Var c = k.c;
   f.compute_root();
@@ -82,6 +111,12 @@ static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
       .reorder(ci, r.x, r.y, co)
       .vectorize(ci)
       .parallel(co);
+
+  Expr rowBytes = k.spatial * (k.ioType.bits() / 8);
+  scheduleImageByImage(
+      f.update().specialize(rowBytes < kShortRowBytes &&
+                            k.channels >= kChannelsForFlatReductions),
+      r, k, V);
 
   // Long rows: channels in parallel, and within a channel V lane
   // accumulators per image, images in parallel too (nested), so that a few

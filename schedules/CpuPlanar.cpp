@@ -50,6 +50,11 @@ constexpr int kBlockRowBytes = 4096;
 /// image in backward (scheduleImageByImage).
 constexpr int kShortRowBytes = 4096;
 
+/// Bytes of a row: one channel of one image.
+static Expr rowBytes(const KernelStages &k) {
+  return k.spatial * (k.ioType.bits() / 8);
+}
+
 /// Images (or rows of S values) per parallel task.
 static Expr imagesPerTask(const KernelStages &k) {
   return unitsPerTask(k.spatial);
@@ -112,9 +117,8 @@ static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
       .vectorize(ci)
       .parallel(co);
 
-  Expr rowBytes = k.spatial * (k.ioType.bits() / 8);
   scheduleImageByImage(
-      f.update().specialize(rowBytes < kShortRowBytes &&
+      f.update().specialize(rowBytes(k) < kShortRowBytes &&
                             k.channels >= kChannelsForFlatReductions),
       r, k, V);
 
@@ -149,10 +153,9 @@ static void scheduleBlocked(KernelStages &k, int V) {
   Expr imagesPerChannelTask = select(fewChannels, imagesPerTask(k), k.batch);
   // Blocks of channels whose rows add up to kBlockRowBytes, leaving at
   // least kChannelsForWholeTasks tasks.
-  Expr rowBytes = k.spatial * (k.ioType.bits() / 8);
   Expr blockChannels =
       select(fewChannels, 1,
-             max(1, min(kBlockRowBytes / max(rowBytes, 1),
+             max(1, min(kBlockRowBytes / max(rowBytes(k), 1),
                         k.channels / kChannelsForWholeTasks)));
   Var group("group"), block("c_block");
   out.reorder(s, n, c)

@@ -50,6 +50,15 @@ constexpr int kBlockRowBytes = 4096;
 /// image in backward (scheduleImageByImage).
 constexpr int kShortRowBytes = 4096;
 
+/// Rows shorter than this (8 vectors) stay blocked in train forward even
+/// when backward sums them image by image: image by image, each row ends in
+/// a sum across its V lanes, which a row of a few vectors does not repay.
+/// Measured on 2 cores of a Zen 4, blocked -> image by image: 32x2048x7x7
+/// f32 (196-byte rows) 1.63 -> 1.48 ms, its bf16 1.05 -> 1.66, 32x1024x14x14
+/// bf16 (392 bytes) 1.23 -> 1.95, but 32x1024x14x14 f32 (784 bytes) 2.71 ->
+/// 2.18 and 64x256x28x28 bf16 (1568 bytes) 4.16 -> 1.82.
+constexpr int kMinInOrderRowBytes = 512;
+
 /// Bytes of a row: one channel of one image.
 static Expr rowBytes(const KernelStages &k) {
   return k.spatial * (k.ioType.bits() / 8);
@@ -88,12 +97,14 @@ static void scheduleLanesPerImage(Func f, RDom r, const KernelStages &k,
 /// f32) every 800 KB of a 32x1024x14x14 tensor, too short a run for the
 /// prefetchers: the pass waited on memory row by row.
 static void scheduleImageByImage(Stage total, RDom r, const KernelStages &k,
-                                 int V) {
+                                 int V,
+                                 LoopLevel partialsAt = LoopLevel::root()) {
   Var c = k.c, image("image"), lane("lane");
   RVar rxo("rxo"), rxi("rxi");
   Func perImage = total.rfactor(r.y, image);
-  perImage.compute_root().parallel(image).vectorize(c, V,
-                                                    TailStrategy::GuardWithIf);
+  perImage.compute_at(partialsAt)
+      .parallel(image)
+      .vectorize(c, V, TailStrategy::GuardWithIf);
   Func lanes = perImage.update()
                    .split(r.x, rxo, rxi, V, TailStrategy::GuardWithIf)
                    .rfactor(rxi, lane);
@@ -101,6 +112,13 @@ static void scheduleImageByImage(Stage total, RDom r, const KernelStages &k,
   lanes.compute_at(perImage, c).vectorize(lane);
   lanes.update().reorder(lane, rxo).vectorize(lane);
   total.reorder(c, r.y).vectorize(c, V, TailStrategy::GuardWithIf);
+}
+
+/// Rows short enough (and channels many enough) for the reductions to run
+/// image by image (scheduleImageByImage).
+static Expr shortRowsWithManyChannels(const KernelStages &k) {
+  return rowBytes(k) < kShortRowBytes &&
+         k.channels >= kChannelsForFlatReductions;
 }
 
 static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
@@ -117,10 +135,8 @@ static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
       .vectorize(ci)
       .parallel(co);
 
-  scheduleImageByImage(
-      f.update().specialize(rowBytes(k) < kShortRowBytes &&
-                            k.channels >= kChannelsForFlatReductions),
-      r, k, V);
+  scheduleImageByImage(f.update().specialize(shortRowsWithManyChannels(k)), r,
+                       k, V);
 
   // Long rows: channels in parallel, and within a channel V lane
   // accumulators per image, images in parallel too (nested), so that a few
@@ -132,11 +148,19 @@ static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
 
 /// Channel-blocked schedule for kernels that reduce and then write a tensor
 /// (train forward): one parallel task per block of adjacent channels (one
-/// channel where rows are 4 KB or more) computes each channel's sums and
-/// then its output while the channel's N x S slab is still in L2/L3, so x
-/// comes from DRAM once.
+/// channel where rows are 4 KB or more) computes the block's sums and then
+/// its output while the block's N x S slab is still in L2/L3, so x comes
+/// from DRAM once.
 ///
-/// Tried, slower: both passes image by image across the block's channels
+/// Short rows with many channels (shortRowsWithManyChannels) are the
+/// exception: a block's rows are runs of a few hundred bytes lying a
+/// channel slab apart, too short for the prefetchers. There the block is
+/// the whole tensor: its sums are taken image by image in memory order
+/// (scheduleImageByImage) and the output is written image by image, each
+/// image a parallel task, so x is read twice, in order. Measured on 2 cores
+/// of a Zen 4 in docs/performance.md.
+///
+/// Tried, slower: both passes image by image across a block of channels
 /// (one contiguous run of memory per image), with the partial sums at the
 /// block: 32x2048x7x7 f32 2.9 -> 2.9-3.7 ms, but 32x64x56x56 1.4 -> 3.5 ms
 /// and 64x64x112x112 14 -> 27 ms, on 2 cores of a Zen 4.
@@ -150,11 +174,14 @@ static void scheduleBlocked(KernelStages &k, int V) {
   // loop of one task still costs a trip through the thread pool, about as
   // much as a 14 x 14 channel's work: so the specialization.)
   Expr fewChannels = k.channels < kChannelsForWholeTasks;
+  Expr shortRows =
+      shortRowsWithManyChannels(k) && rowBytes(k) >= kMinInOrderRowBytes;
   Expr imagesPerChannelTask = select(fewChannels, imagesPerTask(k), k.batch);
   // Blocks of channels whose rows add up to kBlockRowBytes, leaving at
-  // least kChannelsForWholeTasks tasks.
+  // least kChannelsForWholeTasks tasks; one block of all channels for short
+  // rows.
   Expr blockChannels =
-      select(fewChannels, 1,
+      select(fewChannels, 1, shortRows, k.channels,
              max(1, min(kBlockRowBytes / max(rowBytes(k), 1),
                         k.channels / kChannelsForWholeTasks)));
   Var group("group"), block("c_block");
@@ -163,21 +190,26 @@ static void scheduleBlocked(KernelStages &k, int V) {
       .split(c, block, c, blockChannels, TailStrategy::GuardWithIf)
       .parallel(block);
   Stage nested = out.specialize(fewChannels).parallel(group);
-  for (Stage stage : {nested, Stage(out)})
+  Stage inOrder = out.specialize(shortRows).reorder(s, c, n, group, block);
+  inOrder.parallel(n);
+  for (Stage stage : {nested, inOrder, Stage(out)})
     stage.specialize(k.spatial >= V)
         .vectorize(s, V, TailStrategy::ShiftInwards);
+  LoopLevel atBlock(out, block);
   for (auto &reduction : k.reductions) {
     Func f = reduction.f;
-    f.compute_at(out, c);
+    f.compute_at(atBlock);
+    scheduleImageByImage(f.update().specialize(shortRows), reduction.r, k, V,
+                         atBlock);
     scheduleLanesPerImage(f, reduction.r, k, V, imagesPerChannelTask,
                           fewChannels);
   }
   for (Func f : k.channelFuncs)
-    f.compute_at(out, c);
+    f.compute_at(atBlock);
   for (Func f : k.channelOutputs)
     f.split(c, block, c, blockChannels, TailStrategy::GuardWithIf)
         .parallel(block)
-        .compute_with(out, c);
+        .compute_with(out, block);
 }
 
 void scheduleCpuPlanar(KernelStages &k, const Target &target) {

@@ -328,7 +328,8 @@ TEST(LargerShapes, WideLayersMatchReference) {
                         Case{"eps2d", {2, 5, 8, 8}},
                         Case{"wide2d_nhwc", {3, 64, 9, 11}},
                         Case{"wide3d_ndhwc_bf16", {2, 19, 3, 5, 7}},
-                        Case{"wide1d_nlc_f16", {4, 37, 13}}}) {
+                        Case{"wide1d_nlc_f16", {4, 37, 13}},
+                        Case{"wide2d_bf16", {3, 72, 16, 17}}}) {
     SCOPED_TRACE(k.layer);
     normrt::Layer layer(k.layer, "cpu");
     normrt_layer_info info = layer.info();

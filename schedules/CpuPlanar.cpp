@@ -108,7 +108,14 @@ static void scheduleImageByImage(Stage total, RDom r, const KernelStages &k,
   Func lanes = perImage.update()
                    .split(r.x, rxo, rxi, V, TailStrategy::GuardWithIf)
                    .rfactor(rxi, lane);
-  perImage.update().reorder(rxi, c, image).parallel(image);
+  // Each row ends in a sum across its V lanes: as a vector reduction (a
+  // tree of shuffles and adds); as a loop over lanes it was V scalar adds
+  // of extracted lanes through the stack, as long as a 14 x 14 row's sums.
+  perImage.update()
+      .reorder(rxi, c, image)
+      .parallel(image)
+      .atomic()
+      .vectorize(rxi);
   lanes.compute_at(perImage, c).vectorize(lane);
   lanes.update().reorder(lane, rxo).vectorize(lane);
   total.reorder(c, r.y).vectorize(c, V, TailStrategy::GuardWithIf);

@@ -187,14 +187,15 @@ std::vector<Var> axisVars(const schedules::KernelStages &k,
   return vars;
 }
 
-/// Tells Halide which dimension of a tensor has stride 1. For channels-last
-/// per-channel plans, `positionStride` (x's channel extent, for tensors
-/// other than x) is the stride of a position; undefined: the tensor's own
-/// channel extent.
+/// Tells Halide which dimension of a tensor has stride 1. For per-channel
+/// plans, `unitExtent` (x's extent along the unit-stride axis, for tensors
+/// other than x) is the stride of the next axis (a position's stride in
+/// channels-last tensors, a channel's in planar ones); undefined: the
+/// tensor's own extent there.
 void constrainLayout(OutputImageParam buffer, const ReductionPlan &p,
-                     Expr positionStride = Expr()) {
+                     Expr unitExtent = Expr()) {
   Axis unit = p.unitStride();
-  int dim = 0, unitDim = -1;
+  int dim = 0, unitDim = -1, channelDim = -1;
   for (int a = 0; a < kNumAxes; ++a) {
     if (!p.has[a])
       continue;
@@ -204,8 +205,15 @@ void constrainLayout(OutputImageParam buffer, const ReductionPlan &p,
     } else if (dim == 0) {
       buffer.dim(0).set_stride(Expr());
     }
+    if (Axis(a) == C)
+      channelDim = dim;
     ++dim;
   }
+  bool perChannel = p.kept(C) && !p.kept(N) && !p.has[K];
+  auto ownExtent = [&](int d) -> Expr {
+    return Internal::Variable::make(Int(32), buffer.name() + ".extent." +
+                                                 std::to_string(d));
+  };
   // Channels-last per-channel tensors are dense and of x's shape (normrt
   // checks): a position is C values, so schedules that specialize on x's C
   // know every stride (with grad_output's own extent there, its loads of
@@ -214,24 +222,26 @@ void constrainLayout(OutputImageParam buffer, const ReductionPlan &p,
   // of a Parameter holding itself is a reference cycle that Halide never
   // frees. (x's extent cannot be named instead: a kernel that does not read
   // x, backward in eval mode, has no such symbol.)
-  if (unit == C && p.kept(C) && !p.kept(N) && !p.has[K] && p.has[S] &&
-      unitDim > 0)
-    buffer.dim(0).set_stride(
-        positionStride.defined()
-            ? positionStride
-            : Internal::Variable::make(Int(32), buffer.name() + ".extent." +
-                                                    std::to_string(unitDim)));
+  if (unit == C && perChannel && p.has[S] && unitDim > 0)
+    buffer.dim(0).set_stride(unitExtent.defined() ? unitExtent
+                                                  : ownExtent(unitDim));
+  // Planar per-channel tensors likewise: a channel is S values, so where
+  // a schedule specializes on x's S (S = 1: BatchNorm1d on (N, C)) the
+  // channels' loads and stores are dense, not gathers of stride S.
+  if (unit == S && perChannel && unitDim == 0 && channelDim == 1)
+    buffer.dim(1).set_stride(unitExtent.defined() ? unitExtent
+                                                  : ownExtent(0));
 }
 
-/// An image of the tensor view (x, grad_output, residual); `positionStride`
-/// as for constrainLayout.
+/// An image of the tensor view (x, grad_output, residual); `unitExtent` as
+/// for constrainLayout.
 ImageParam tensorImage(const KernelConfig &cfg, const ReductionPlan &p,
-                       const std::string &name, Expr positionStride = Expr()) {
+                       const std::string &name, Expr unitExtent = Expr()) {
   int dims = 0;
   for (int a = 0; a < kNumAxes; ++a)
     dims += p.has[a];
   ImageParam image(tensorType(cfg), dims, name);
-  constrainLayout(image, p, positionStride);
+  constrainLayout(image, p, unitExtent);
   return image;
 }
 
@@ -434,7 +444,7 @@ struct Elementwise {
         b = smallImage(cfg.paramType, p, paramAxis, "bias");
     }
     if (cfg.residual)
-      z = tensorImage(cfg, p, "residual", k.channels);
+      z = tensorImage(cfg, p, "residual", k.extent(p.unitStride()));
   }
   /// The weight at `at` (1 without affine), in E.
   Expr weight(const Expr (&at)[kNumAxes]) const {
@@ -818,7 +828,7 @@ KernelAlgorithm backward(const KernelConfig &cfg, BackwardMode mode) {
   ReductionPlan p = cfg.kernelPlan();
   Arith A = arith(cfg, accumulatorType(cfg.ioType));
   TensorInput in(cfg, p, A, k);
-  ImageParam dy = tensorImage(cfg, p, "grad_output", k.channels);
+  ImageParam dy = tensorImage(cfg, p, "grad_output", k.extent(p.unitStride()));
   bool centered = p.centered();
   ImageParam statMean, statSecond;
   if (eval) {
@@ -1179,8 +1189,11 @@ KernelAlgorithm buildKernelAlgorithm(const KernelConfig &cfg) {
   }
   if (cfg.kind != KernelKind::UpdateStats)
     a.stages.plan = cfg.kernelPlan();
+  // Outputs are dense and of x's shape (normrt checks): x's extent along
+  // the unit-stride axis is their next axis' stride too.
   for (Func f : a.stages.tensorOutputs)
-    constrainLayout(f.output_buffer(), a.stages.plan);
+    constrainLayout(f.output_buffer(), a.stages.plan,
+                    a.stages.extent(a.stages.plan.unitStride()));
   a.stages.channelsLast = a.stages.plan.unitStride() != S;
   if (a.stages.ioType.bits() == 0)
     a.stages.ioType = cfg.ioType;

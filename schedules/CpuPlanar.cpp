@@ -4,20 +4,22 @@
 // NC[D][H]W tensors, seen as [s, c, n] with s the flattened spatial axis.
 //
 // Train forward of BatchNorm2d/3d layers is blocked by channel: one parallel
-// task computes a channel's statistics and then its output (for each channel
-// of a block of adjacent channels where rows are short), so the second
-// read of the channel's slab can come from cache (3 transfers when the slab
-// fits; see the performance model in docs/design.md). Other reductions (backward, and
-// BatchNorm1d) are computed at root, one channel per parallel task, or, for
-// rows shorter than 4 KB with many channels, image by image (partials per
-// channel and image) so that memory is read in order. When a
-// channel's rows are at least a vector long, rfactor turns the sum along s
-// into V independent lane accumulators per group of images (groups as nested
-// parallel tasks, so that a few channels still use every core); when they
-// are shorter (BatchNorm1d on (N, C) has s = 1) the channel axis is the
-// contiguous one, so the schedule vectorizes across channels instead.
-// Elementwise outputs are vectorized along s and parallel over groups of
-// (c, n) rows, or across channels for short rows. Tails are handled without
+// task computes a block of channels' statistics and then its output (one
+// channel where rows are 4 KB or more), so the second read of the block's
+// slab can come from cache (3 transfers when the slab fits; see the
+// performance model in docs/design.md); rows of 512 bytes to 4 KB with many
+// channels are read in memory order instead, both passes image by image.
+// Other reductions (backward, and BatchNorm1d) are computed at root, one
+// channel per parallel task, or, for rows shorter than 4 KB with many
+// channels, image by image (partials per channel and image) so that memory
+// is read in order. When a channel's rows are at least a vector long,
+// rfactor turns the sum along s into V independent lane accumulators per
+// group of images (groups as nested parallel tasks, so that a few channels
+// still use every core); when they are shorter the schedule vectorizes
+// across channels instead, and with s = 1 (BatchNorm1d on (N, C)), where
+// the channels are contiguous, it takes the channels-last row reductions
+// (scheduleRowsReduction). Elementwise outputs are vectorized along s and
+// parallel over groups of (c, n) rows, or across channels for short rows. Tails are handled without
 // scalar loops: ShiftInwards for outputs (recomputing a few lanes is
 // harmless), predication for reductions.
 //
@@ -134,10 +136,15 @@ static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
   f.vectorize(c, V, TailStrategy::GuardWithIf);
 
   // Short rows: the channel axis is contiguous (s extent 1) or nearly so.
+  // With s extent 1 (BatchNorm1d on (N, C)) the tensor is rows of C
+  // contiguous values, as channels-last tensors are, and takes their
+  // schedule: each task sums a group of rows in memory order. (One task per
+  // 16 channels over all rows read 64 bytes a row, 4 KB apart for 1024
+  // channels: 4096x1024 f32 train forward measured 5.4x its floor.)
+  Stage fewValues = f.update().specialize(k.spatial < V);
+  scheduleRowsReduction(fewValues.specialize(k.spatial == 1), r, k, V);
   Var co("co"), ci("ci");
-  f.update()
-      .specialize(k.spatial < V)
-      .split(c, co, ci, V, TailStrategy::GuardWithIf)
+  fewValues.split(c, co, ci, V, TailStrategy::GuardWithIf)
       .reorder(ci, r.x, r.y, co)
       .vectorize(ci)
       .parallel(co);
@@ -250,7 +257,18 @@ void scheduleCpuPlanar(KernelStages &k, const Target &target) {
         .split(row, rowGroup, row, imagesPerTask(k), TailStrategy::GuardWithIf)
         .parallel(rowGroup)
         .vectorize(s, V, TailStrategy::ShiftInwards);
-    f.reorder(c, s, n).vectorize(c, V, TailStrategy::GuardWithIf).parallel(n);
+    // Rows shorter than a vector: vectorized across channels, rows grouped
+    // to about kValuesPerTask a task (one row of 1024 values a task cost
+    // more in the thread pool than in work). With s extent 1 the channels
+    // are contiguous (normrt's tensors are dense), so the specialization
+    // makes the loads and stores dense instead of gathers and scatters.
+    Var task("task");
+    f.reorder(c, s, n)
+        .split(n, task, n, unitsPerTask(k.channels * k.spatial),
+               TailStrategy::GuardWithIf)
+        .parallel(task)
+        .vectorize(c, V, TailStrategy::GuardWithIf);
+    f.specialize(k.spatial == 1);
   }
 }
 

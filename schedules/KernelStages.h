@@ -128,6 +128,16 @@ void scheduleCpuPlanar(KernelStages &stages, const Halide::Target &target);
 void scheduleCpuChannelsLast(KernelStages &stages,
                              const Halide::Target &target);
 
+/// Schedules a per-channel reduction's update stage (or a specialization of
+/// it) over rows of C contiguous values, r = (s, n): parallel tasks of
+/// image groups or row groups, each summing its rows into per-channel
+/// partials vectorized along c, in strips of channels where a row's
+/// partials outgrow L1; the partials are added a task at a time. The
+/// channels-last reductions, and planar ones whose rows are one value long
+/// ((N, C) BatchNorm1d input). CpuChannelsLast.cpp.
+void scheduleRowsReduction(Halide::Stage update, Halide::RDom r,
+                           const KernelStages &stages, int vectorSize);
+
 /// CUDA schedule for both layouts: reductions in a partials kernel and a
 /// per-channel kernel (rfactor twice, no atomics), elementwise outputs one
 /// thread per element. GpuCuda.cpp.

@@ -329,7 +329,11 @@ TEST(LargerShapes, WideLayersMatchReference) {
                         Case{"wide2d_nhwc", {3, 64, 9, 11}},
                         Case{"wide3d_ndhwc_bf16", {2, 19, 3, 5, 7}},
                         Case{"wide1d_nlc_f16", {4, 37, 13}},
-                        Case{"wide2d_bf16", {3, 72, 16, 17}}}) {
+                        Case{"wide2d_bf16", {3, 72, 16, 17}},
+                        Case{"wide1d_c1040", {37, 1040}},
+                        Case{"wide1d_c1040", {5, 1040}},
+                        Case{"wide1d_bf16", {19, 40}},
+                        Case{"wide1d_bf16", {70, 40}}}) {
     SCOPED_TRACE(k.layer);
     normrt::Layer layer(k.layer, "cpu");
     normrt_layer_info info = layer.info();

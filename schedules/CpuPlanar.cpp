@@ -19,9 +19,9 @@
 // across channels instead, and with s = 1 (BatchNorm1d on (N, C)), where
 // the channels are contiguous, it takes the channels-last row reductions
 // (scheduleRowsReduction). Elementwise outputs are vectorized along s and
-// parallel over groups of (c, n) rows, or across channels for short rows. Tails are handled without
-// scalar loops: ShiftInwards for outputs (recomputing a few lanes is
-// harmless), predication for reductions.
+// parallel over groups of (c, n) rows, or across channels for short rows.
+// Tails are handled without scalar loops: ShiftInwards for outputs
+// (recomputing a few lanes is harmless), predication for reductions.
 //
 //===----------------------------------------------------------------------===//
 

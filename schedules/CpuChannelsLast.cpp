@@ -255,12 +255,13 @@ void scheduleCpuChannelsLast(KernelStages &k, const Target &target) {
   for (Func f : k.tensorOutputs) {
     scheduleFewChannels(f, k, V);
     Var row("row"), rowOuter("row_outer");
-    // Rows of C contiguous values, grouped to about kValuesPerTask a task:
-    // 16 rows a task measured 1.28x a copy on 64x64x112x112 NHWC f32, the
-    // overhead of 50,000 tasks showing.
+    // Rows of C contiguous values, grouped to about kValuesPerTask a task,
+    // kMaxTasksPerPass tasks at most: 16 rows a task measured 1.28x a copy
+    // on 64x64x112x112 NHWC f32, the overhead of 50,000 tasks showing.
     f.reorder(c, s, n)
         .fuse(s, n, row)
-        .split(row, rowOuter, row, rowsPerTask(k), TailStrategy::GuardWithIf)
+        .split(row, rowOuter, row, unitsPerTask(k.channels, k.spatial * k.batch),
+               TailStrategy::GuardWithIf)
         .parallel(rowOuter)
         .vectorize(c, V, TailStrategy::GuardWithIf);
   }

@@ -161,9 +161,13 @@ void scheduleCpuInstance(KernelStages &k, const Target &target) {
     std::vector<VarOrRVar> order(vars.begin(), vars.end());
     f.reorder(order);
     std::vector<Var> rows(vars.begin() + 1, vars.end());
+    Expr rowCount = 1;
+    for (Axis a : k.plan.order)
+      if (k.plan.has[a] && a != unitAxis && hasVar(rows, k.var(a)))
+        rowCount = rowCount * k.extent(a);
     Var row = fuseAll(f, rows, f.name() + "_row");
     Var rowGroup("row_group");
-    f.split(row, rowGroup, row, unitsPerTask(unitExtent),
+    f.split(row, rowGroup, row, unitsPerTask(unitExtent, rowCount),
             TailStrategy::GuardWithIf)
         .parallel(rowGroup);
     f.specialize(unitExtent >= V)

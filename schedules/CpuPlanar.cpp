@@ -249,12 +249,15 @@ void scheduleCpuPlanar(KernelStages &k, const Target &target) {
   scheduleChannelStagesAtRoot(k, V);
 
   for (Func f : k.tensorOutputs) {
-    // Rows of S values, grouped so that each task has kValuesPerTask or so:
-    // one row a task measured 22x a copy on 32x2048x7x7 (49-value rows).
+    // Rows of S values, grouped so that each task has kValuesPerTask or so
+    // (kMaxTasksPerPass tasks at most): one row a task measured 22x a copy
+    // on 32x2048x7x7 (49-value rows).
     Var row("row"), rowGroup("row_group");
     f.specialize(k.spatial >= V)
         .fuse(c, n, row)
-        .split(row, rowGroup, row, imagesPerTask(k), TailStrategy::GuardWithIf)
+        .split(row, rowGroup, row,
+               unitsPerTask(k.spatial, k.channels * k.batch),
+               TailStrategy::GuardWithIf)
         .parallel(rowGroup)
         .vectorize(s, V, TailStrategy::ShiftInwards);
     // Rows shorter than a vector: vectorized across channels, rows grouped
@@ -264,7 +267,7 @@ void scheduleCpuPlanar(KernelStages &k, const Target &target) {
     // makes the loads and stores dense instead of gathers and scatters.
     Var task("task");
     f.reorder(c, s, n)
-        .split(n, task, n, unitsPerTask(k.channels * k.spatial),
+        .split(n, task, n, unitsPerTask(k.channels * k.spatial, k.batch),
                TailStrategy::GuardWithIf)
         .parallel(task)
         .vectorize(c, V, TailStrategy::GuardWithIf);

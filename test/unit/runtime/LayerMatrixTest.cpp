@@ -268,6 +268,37 @@ INSTANTIATE_TEST_SUITE_P(OpenCl, LargeBatchMatrix,
                              moduleLayers(normc_module_openclmatrix)),
                          caseName);
 
+/// Channels-last layers of 3 channels on images larger than a task's run of
+/// positions (5472), not a multiple of it, so that each image's last task
+/// of the outputs overlaps the one before it (scheduleFewChannels), and on
+/// images of a vector or more but less than a run (whole images a task,
+/// the last vector shifted inwards), forward and backward in both modes.
+class FewChannelsMatrix : public LayerMatrix {};
+
+TEST_P(FewChannelsMatrix, ImageSizedBatchesMatchFloat64Reference) {
+  std::vector<std::vector<int64_t>> shapes =
+      info.spatial_rank == 1
+          ? std::vector<std::vector<int64_t>>{{2, 3, 6001}, {5, 3, 37}}
+          : std::vector<std::vector<int64_t>>{{2, 3, 75, 77}, {5, 3, 7, 9}};
+  step(shapes[0], true, 0.5, 2.0);
+  step(shapes[1], true, -1.0, 0.5);
+  step(shapes[0], false, 0.5, 2.0);
+  step(shapes[1], false, -1.0, 0.5);
+}
+
+std::vector<MatrixCase> fewChannelLayers(const normrt_module &module) {
+  std::vector<MatrixCase> cases;
+  for (const MatrixCase &c : moduleLayers(module))
+    if (c.layer.find("_cl_at_") != std::string::npos &&
+        c.layer.rfind("bn3d", 0) != 0)
+      cases.push_back(c);
+  return cases;
+}
+
+INSTANTIATE_TEST_SUITE_P(Matrix, FewChannelsMatrix,
+                         ::testing::ValuesIn(fewChannelLayers(normc_module_matrix)),
+                         caseName);
+
 /// In eval mode with running statistics a sample's output does not depend on
 /// the rest of its batch.
 TEST(EvalMode, OutputDoesNotDependOnTheBatch) {

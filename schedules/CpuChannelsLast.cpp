@@ -239,12 +239,17 @@ static void scheduleFewChannelsReduction(Func f, RDom r, const KernelStages &k,
                                         int V) {
   Var c = k.c;
   for (int C : kFewChannels) {
-    RVar runs("runs"), inRun("in_run"), run("run"), lane("lane");
+    RVar vectors("vectors"), runs("runs"), inRun("in_run"), run("run"),
+        lane("lane");
     Var task("task"), laneVar("lane_v");
-    Expr positions = (unitsPerTask(C) + V - 1) / V * V;
+    Expr vectorsPerRun = (unitsPerTask(C) + V - 1) / V;
     Stage few = f.update().specialize(k.channels == C);
-    few.split(r.x, runs, inRun, positions, TailStrategy::GuardWithIf)
-        .split(inRun, inRun, lane, V, TailStrategy::GuardWithIf)
+    // Lanes first, then runs of whole vectors: split the other way round
+    // (runs of positions, then lanes), an image's last run went through
+    // all of a run's vectors with their lanes predicated off, 171 of them
+    // on a 3 x 3 image (64x3x3x3 bf16 train forward: 0.92 ms).
+    few.split(r.x, vectors, lane, V, TailStrategy::GuardWithIf)
+        .split(vectors, runs, inRun, vectorsPerRun, TailStrategy::GuardWithIf)
         .fuse(runs, r.y, run);
     Func partial = few.rfactor({{run, task}, {lane, laneVar}});
     // A channel's V lanes side by side: rfactor appends the new vars, so

@@ -103,10 +103,11 @@ constexpr int kChunkBytes = 64 * 1024;
 /// 0.5 ms of serial cache misses on 8x2048x7x7).
 static void scheduleStrips(Func partial, Stage total, RVar taskRVar,
                            RVar inner, std::vector<VarOrRVar> outer,
-                           const KernelStages &k, int V) {
+                           const KernelStages &k, int V,
+                           LoopLevel partialsAt) {
   Var c = k.c, task("task"), strip("strip");
   RVar chunk("chunk");
-  partial.compute_root()
+  partial.compute_at(partialsAt)
       .vectorize(c, V, TailStrategy::GuardWithIf)
       .parallel(task);
   Expr chunkRows = max(1, kChunkBytes / max(k.channels * k.ioType.bytes(), 1));
@@ -137,7 +138,7 @@ static void scheduleStrips(Func partial, Stage total, RVar taskRVar,
 }
 
 void scheduleRowsReduction(Stage update, RDom r, const KernelStages &k,
-                           int V) {
+                           int V, LoopLevel partialsAt) {
   Var task("task");
   // Many images: the tasks are groups of whole images, so that a row's
   // position and image are loop counters (a fused row index costs a
@@ -153,7 +154,8 @@ void scheduleRowsReduction(Stage update, RDom r, const KernelStages &k,
           .split(r.y, images, imagesInner, imagesPerGroup,
                  TailStrategy::GuardWithIf)
           .rfactor(images, task);
-  scheduleStrips(imagePartial, byImages, images, r.x, {imagesInner}, k, V);
+  scheduleStrips(imagePartial, byImages, images, r.x, {imagesInner}, k, V,
+                 partialsAt);
 
   // Otherwise all rows of the tensor (positions x images) as one reduction
   // axis, in groups of rows.
@@ -167,7 +169,7 @@ void scheduleRowsReduction(Stage update, RDom r, const KernelStages &k,
                      .split(rows, group, groupInner, groupRows,
                             TailStrategy::GuardWithIf)
                      .rfactor(group, task);
-  scheduleStrips(partial, update, group, groupInner, {}, k, V);
+  scheduleStrips(partial, update, group, groupInner, {}, k, V, partialsAt);
 }
 
 static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {

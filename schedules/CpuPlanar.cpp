@@ -194,8 +194,15 @@ static void scheduleBlocked(KernelStages &k, int V) {
   // Blocks of channels whose rows add up to kBlockRowBytes, leaving at
   // least kChannelsForWholeTasks tasks; one block of all channels for short
   // rows.
+  // BatchNorm2d/3d on 1 x 1 images (N, C, 1, 1): rows of C contiguous
+  // values, as BatchNorm1d on (N, C) has; one block of all channels, summed
+  // by the channels-last row reduction and written in groups of rows. In
+  // blocks of channels with lanes along s, each value was a vector of one
+  // live lane: 4096x1024x1x1 f32 train forward took 175 ms (1.2 ms as
+  // BatchNorm1d), 8x1000x1x1 0.125 ms, on 2 cores of a Zen 4.
+  Expr rowsOfChannels = k.spatial == 1 && !fewChannels;
   Expr blockChannels =
-      select(fewChannels, 1, shortRows, k.channels,
+      select(fewChannels, 1, shortRows || rowsOfChannels, k.channels,
              max(1, min(kBlockRowBytes / max(rowBytes(k), 1),
                         k.channels / kChannelsForWholeTasks)));
   Var group("group"), block("c_block");
@@ -206,6 +213,13 @@ static void scheduleBlocked(KernelStages &k, int V) {
   Stage nested = out.specialize(fewChannels).parallel(group);
   Stage inOrder = out.specialize(shortRows).reorder(s, c, n, group, block);
   inOrder.parallel(n);
+  Var rowTask("row_task");
+  out.specialize(rowsOfChannels)
+      .reorder(c, s, n, group, block)
+      .split(n, rowTask, n, unitsPerTask(k.channels, k.batch),
+             TailStrategy::GuardWithIf)
+      .parallel(rowTask)
+      .vectorize(c, V, TailStrategy::GuardWithIf);
   for (Stage stage : {nested, inOrder, Stage(out)})
     stage.specialize(k.spatial >= V)
         .vectorize(s, V, TailStrategy::ShiftInwards);
@@ -213,6 +227,8 @@ static void scheduleBlocked(KernelStages &k, int V) {
   for (auto &reduction : k.reductions) {
     Func f = reduction.f;
     f.compute_at(atBlock);
+    scheduleRowsReduction(f.update().specialize(rowsOfChannels), reduction.r,
+                          k, V, atBlock);
     scheduleImageByImage(f.update().specialize(shortRows), reduction.r, k, V,
                          atBlock);
     scheduleLanesPerImage(f, reduction.r, k, V, imagesPerChannelTask,

@@ -152,9 +152,13 @@ void scheduleCpuChannelsLast(KernelStages &stages,
 /// partials vectorized along c, in strips of channels where a row's
 /// partials outgrow L1; the partials are added a task at a time. The
 /// channels-last reductions, and planar ones whose rows are one value long
-/// ((N, C) BatchNorm1d input). CpuChannelsLast.cpp.
-void scheduleRowsReduction(Halide::Stage update, Halide::RDom r,
-                           const KernelStages &stages, int vectorSize);
+/// ((N, C) BatchNorm1d input). The partials are computed at `partialsAt`
+/// (the loop the reduction itself is computed in, where that is not the
+/// root). CpuChannelsLast.cpp.
+void scheduleRowsReduction(
+    Halide::Stage update, Halide::RDom r, const KernelStages &stages,
+    int vectorSize,
+    Halide::LoopLevel partialsAt = Halide::LoopLevel::root());
 
 /// CUDA schedule for both layouts: reductions in a partials kernel and a
 /// per-channel kernel (rfactor twice, no atomics), elementwise outputs one

@@ -364,7 +364,11 @@ TEST(LargerShapes, WideLayersMatchReference) {
                         Case{"wide1d_c1040", {37, 1040}},
                         Case{"wide1d_c1040", {5, 1040}},
                         Case{"wide1d_bf16", {19, 40}},
-                        Case{"wide1d_bf16", {70, 40}}}) {
+                        Case{"wide1d_bf16", {70, 40}},
+                        // 1 x 1 images: train forward's rows of channels.
+                        Case{"wide2d", {37, 64, 1, 1}},
+                        Case{"wide2d_bf16", {70, 72, 1, 1}},
+                        Case{"wide3d", {9, 16, 1, 1, 1}}}) {
     SCOPED_TRACE(k.layer);
     normrt::Layer layer(k.layer, "cpu");
     normrt_layer_info info = layer.info();

@@ -7,9 +7,10 @@
 // across all channels at once, vectorized along c: each parallel task sums a
 // group of rows (positions of any image, or whole images when there are 16
 // or more) into its own vector of per-channel partial sums (rfactor), and
-// the partials are added at the end. When a row's partials fit in L1 they
-// are loaded and stored per row; wider rows (2048 channels) are summed in
-// strips of channels with the sums in registers (scheduleStrips). Train
+// the partials are added at the end. Cache-resident tensors whose rows are
+// whole vectors, and rows whose partials outgrow L1 (2048 channels), are
+// summed in strips of channels with the sums in registers (scheduleStrips);
+// other rows load and store their partials per row, in L1. Train
 // forward's statistics are one pass of shifted sums
 // (compiler/KernelAlgorithms.cpp), so x is read twice: 4 transfers, the
 // channels-last floor of the performance model of docs/design.md.
@@ -78,6 +79,16 @@ constexpr int kImagesForImageTasks = 16;
 /// on Zen 4, 48 KB on recent Intel cores, with a row of x beside them).
 constexpr int kRowPartialBytes = 16384;
 
+/// Tensors up to this size whose rows are whole vectors are summed in
+/// strips (scheduleStrips) whatever their rows' width; larger ones only
+/// where a row's partials outgrow L1. Where x comes from memory rather
+/// than from the cache, the strips' second pass over a chunk cost more than
+/// the partials' loads and stores in L1 saved: on 2 cores of a Zen 4 (32
+/// MB L3), 32x64x56x56 NHWC f32 (25.7 MB) backward 2.1-2.4 -> 2.8-3.0 ms
+/// and 32x256x28x28 f32 backward 2.2-2.3 -> 3.3-3.7 in strips, while
+/// 32x32x56x56 (12.8 MB) train forward gained (0.65 -> 0.49).
+constexpr int64_t kStripsTensorBytes = int64_t(16) << 20;
+
 /// Bytes of x a reduction task reads in one chunk of rows: its strips read
 /// the chunk once from memory and then from L2. Each row of a chunk is a
 /// stream of its own for the prefetchers (a strip reads a line or two of
@@ -120,29 +131,47 @@ static void scheduleStrips(Func partial, Stage total, RVar taskRVar,
   int partialBytes = 0;
   for (const Type &t : partial.output_types())
     partialBytes += t.bytes();
-  partial.update()
-      .specialize(k.channels * partialBytes > kRowPartialBytes)
-      .split(c, strip, c, kStripVectors * V, TailStrategy::GuardWithIf)
-      .split(inner, chunk, inner, chunkRows, TailStrategy::GuardWithIf)
-      .reorder(loops({c, inner, strip, chunk}))
-      .vectorize(c, V, TailStrategy::GuardWithIf)
-      .unroll(c)
-      .parallel(task);
-  // A row's partials that fit in L1 are loaded and stored per row, and the
-  // rows are read in order. Where C is not a multiple of V, only the loads
-  // of the row's tail vector are predicated (PredicateLoads; the partials
-  // are V-aligned scratch, stored whole): with predicated stores too
+  auto strips = [&](Stage stage, int vectors) {
+    stage.split(c, strip, c, vectors * V, TailStrategy::GuardWithIf)
+        .split(inner, chunk, inner, chunkRows, TailStrategy::GuardWithIf)
+        .reorder(loops({c, inner, strip, chunk}))
+        .vectorize(c, V, TailStrategy::GuardWithIf)
+        .unroll(c)
+        .parallel(task);
+  };
+  // Cache-resident tensors with rows of whole vectors (C a multiple of V)
+  // keep the sums in registers whatever the row's width: against loading
+  // and storing a row's partials per row, measured on 2 cores of a Zen 4
+  // (ms, train forward): 32x256x14x14 f32 0.28 -> 0.24, 8x64x56x56 f32
+  // 0.32 -> 0.22, bf16 0.21 -> 0.15, 32x32x56x56 f32 0.65 -> 0.56. A
+  // strip's tail is predicated vectors, which cost more than the partials'
+  // loads and stores (32x32x56x56 bf16 in a strip of 64 channels of which
+  // 32 are live: 0.43 -> 3.4 ms), so rows of an odd number of vectors are
+  // summed in strips of one.
+  Stage update = partial.update();
+  Expr cacheResident = cast<int64_t>(k.spatial) * k.batch * k.channels *
+                           k.ioType.bytes() <=
+                       Expr(kStripsTensorBytes);
+  strips(update.specialize(cacheResident &&
+                           k.channels % (kStripVectors * V) == 0),
+         kStripVectors);
+  strips(update.specialize(cacheResident && k.channels % V == 0), 1);
+  strips(update.specialize(k.channels * partialBytes > kRowPartialBytes),
+         kStripVectors);
+  // Other rows whose partials fit in L1 load and store them per row, the
+  // rows read in order. Where C is not a multiple of V, only the loads of
+  // a row's tail vector are predicated (PredicateLoads; the partials are
+  // V-aligned scratch, stored whole): with predicated stores too
   // (GuardWithIf), the next row's masked load of the same partials waited
-  // for the masked store, which the core does not forward (32x16x56x56
-  // NHWC bf16 train forward, 16 live lanes of 32: 1.6-1.8 ms -> 0.5-0.9).
-  // Multiples of V keep the unpredicated loop (with PredicateLoads every
-  // load stayed masked: 32x32x56x56 f32 train 0.67 -> 0.86 ms).
-  Stage rows = partial.update();
-  rows.specialize(k.channels % V == 0)
+  // for the masked store, which the core does not forward (32x24x56x56
+  // NHWC bf16 train forward: 1.65-1.76 ms -> 0.51). Multiples of V keep
+  // the unpredicated loop (PredicateLoads left every load masked there:
+  // 32x32x56x56 f32 train 0.67 -> 0.86 ms).
+  update.specialize(k.channels % V == 0)
       .reorder(loops({c, inner}))
       .vectorize(c, V, TailStrategy::GuardWithIf)
       .parallel(task);
-  rows.reorder(loops({c, inner}))
+  update.reorder(loops({c, inner}))
       .vectorize(c, V, TailStrategy::PredicateLoads)
       .parallel(task);
   total.reorder(c, taskRVar).vectorize(c, V, TailStrategy::GuardWithIf);

@@ -149,8 +149,9 @@ void scheduleCpuChannelsLast(KernelStages &stages,
 /// Schedules a per-channel reduction's update stage (or a specialization of
 /// it) over rows of C contiguous values, r = (s, n): parallel tasks of
 /// image groups or row groups, each summing its rows into per-channel
-/// partials vectorized along c, in strips of channels where a row's
-/// partials outgrow L1; the partials are added a task at a time. The
+/// partials vectorized along c, in strips of channels where the tensor is
+/// cache-resident and its rows whole vectors or where a row's partials
+/// outgrow L1; the partials are added a task at a time. The
 /// channels-last reductions, and planar ones whose rows are one value long
 /// ((N, C) BatchNorm1d input). The partials are computed at `partialsAt`
 /// (the loop the reduction itself is computed in, where that is not the

@@ -8,7 +8,7 @@
 // group of rows (positions of any image, or whole images when there are 16
 // or more) into its own vector of per-channel partial sums (rfactor), and
 // the partials are added at the end. Cache-resident tensors whose rows are
-// whole vectors, and rows whose partials outgrow L1 (2048 channels), are
+// whole strips of channels, and rows whose partials outgrow L1 (2048), are
 // summed in strips of channels with the sums in registers (scheduleStrips);
 // other rows load and store their partials per row, in L1. Train
 // forward's statistics are one pass of shifted sums
@@ -79,7 +79,7 @@ constexpr int kImagesForImageTasks = 16;
 /// on Zen 4, 48 KB on recent Intel cores, with a row of x beside them).
 constexpr int kRowPartialBytes = 16384;
 
-/// Tensors up to this size whose rows are whole vectors are summed in
+/// Tensors up to this size whose rows are whole strips are summed in
 /// strips (scheduleStrips) whatever their rows' width; larger ones only
 /// where a row's partials outgrow L1. Where x comes from memory rather
 /// than from the cache, the strips' second pass over a chunk cost more than
@@ -131,33 +131,31 @@ static void scheduleStrips(Func partial, Stage total, RVar taskRVar,
   int partialBytes = 0;
   for (const Type &t : partial.output_types())
     partialBytes += t.bytes();
-  auto strips = [&](Stage stage, int vectors) {
-    stage.split(c, strip, c, vectors * V, TailStrategy::GuardWithIf)
-        .split(inner, chunk, inner, chunkRows, TailStrategy::GuardWithIf)
-        .reorder(loops({c, inner, strip, chunk}))
-        .vectorize(c, V, TailStrategy::GuardWithIf)
-        .unroll(c)
-        .parallel(task);
-  };
-  // Cache-resident tensors with rows of whole vectors (C a multiple of V)
-  // keep the sums in registers whatever the row's width: against loading
-  // and storing a row's partials per row, measured on 2 cores of a Zen 4
-  // (ms, train forward): 32x256x14x14 f32 0.28 -> 0.24, 8x64x56x56 f32
-  // 0.32 -> 0.22, bf16 0.21 -> 0.15, 32x32x56x56 f32 0.65 -> 0.56. A
+  // Cache-resident tensors whose rows are whole strips (C a multiple of
+  // 2V) keep the sums in registers whatever the row's width: against
+  // loading and storing a row's partials per row, measured on 2 cores of a
+  // Zen 4 (ms, train forward): 32x256x14x14 f32 0.28 -> 0.24, 8x64x56x56
+  // f32 0.32 -> 0.22, bf16 0.21 -> 0.15, 32x32x56x56 f32 0.65 -> 0.56. A
   // strip's tail is predicated vectors, which cost more than the partials'
   // loads and stores (32x32x56x56 bf16 in a strip of 64 channels of which
-  // 32 are live: 0.43 -> 3.4 ms), so rows of an odd number of vectors are
-  // summed in strips of one.
+  // 32 are live: 0.43 -> 3.4 ms). Strips of one vector for rows of an odd
+  // number of vectors were faster too (32x16x56x56 f32 0.37 -> 0.22), but
+  // a third variant of every reduction made kernels compile 25% longer
+  // (test/unit/specs/half.norm: 27 -> 34 s), so those rows keep their
+  // per-row partials.
   Stage update = partial.update();
   Expr cacheResident = cast<int64_t>(k.spatial) * k.batch * k.channels *
                            k.ioType.bytes() <=
                        Expr(kStripsTensorBytes);
-  strips(update.specialize(cacheResident &&
-                           k.channels % (kStripVectors * V) == 0),
-         kStripVectors);
-  strips(update.specialize(cacheResident && k.channels % V == 0), 1);
-  strips(update.specialize(k.channels * partialBytes > kRowPartialBytes),
-         kStripVectors);
+  update
+      .specialize((cacheResident && k.channels % (kStripVectors * V) == 0) ||
+                  k.channels * partialBytes > kRowPartialBytes)
+      .split(c, strip, c, kStripVectors * V, TailStrategy::GuardWithIf)
+      .split(inner, chunk, inner, chunkRows, TailStrategy::GuardWithIf)
+      .reorder(loops({c, inner, strip, chunk}))
+      .vectorize(c, V, TailStrategy::GuardWithIf)
+      .unroll(c)
+      .parallel(task);
   // Other rows whose partials fit in L1 load and store them per row, the
   // rows read in order. Where C is not a multiple of V, only the loads of
   // a row's tail vector are predicated (PredicateLoads; the partials are

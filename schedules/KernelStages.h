@@ -150,7 +150,7 @@ void scheduleCpuChannelsLast(KernelStages &stages,
 /// it) over rows of C contiguous values, r = (s, n): parallel tasks of
 /// image groups or row groups, each summing its rows into per-channel
 /// partials vectorized along c, in strips of channels where the tensor is
-/// cache-resident and its rows whole vectors or where a row's partials
+/// cache-resident and its rows whole strips or where a row's partials
 /// outgrow L1; the partials are added a task at a time. The
 /// channels-last reductions, and planar ones whose rows are one value long
 /// ((N, C) BatchNorm1d input). The partials are computed at `partialsAt`

@@ -268,13 +268,24 @@ void scheduleCpuPlanar(KernelStages &k, const Target &target) {
     // Rows of S values, grouped so that each task has kValuesPerTask or so
     // (kMaxTasksPerPass tasks at most): one row a task measured 22x a copy
     // on 32x2048x7x7 (49-value rows).
-    Var row("row"), rowGroup("row_group");
+    // A task is a run of channels of one image (images of a task's rows or
+    // more, the runs of an image of equal length) or a group of whole
+    // images, with channels and images as loop counters: with (c, n) fused
+    // into one row index, every row divided that index by C to find its
+    // channel's scale (idiv), as long as a 7 x 7 row's work. The image is
+    // the inner half of the task index, as in the channels-last outputs.
+    Expr rows = unitsPerTask(k.spatial, k.channels * k.batch);
+    Expr runsPerImage = max((k.channels + rows - 1) / rows, 1);
+    Expr runChannels = max((k.channels + runsPerImage - 1) / runsPerImage, 1);
+    Expr imagesPerGroup = max(rows / max(k.channels, 1), 1);
+    Var cRun("c_run"), cInner("c_inner"), nGroup("n_group"),
+        nInner("n_inner"), rowTask("row_task");
     f.specialize(k.spatial >= V)
-        .fuse(c, n, row)
-        .split(row, rowGroup, row,
-               unitsPerTask(k.spatial, k.channels * k.batch),
-               TailStrategy::GuardWithIf)
-        .parallel(rowGroup)
+        .split(c, cRun, cInner, runChannels, TailStrategy::GuardWithIf)
+        .split(n, nGroup, nInner, imagesPerGroup, TailStrategy::GuardWithIf)
+        .reorder(s, cInner, nInner, nGroup, cRun)
+        .fuse(nGroup, cRun, rowTask)
+        .parallel(rowTask)
         .vectorize(s, V, TailStrategy::ShiftInwards);
     // Rows shorter than a vector: vectorized across channels, rows grouped
     // to about kValuesPerTask a task (one row of 1024 values a task cost

@@ -54,9 +54,9 @@ constexpr int kBlockRowBytes = 4096;
 constexpr int kShortRowBytes = 4096;
 
 /// Rows shorter than this (8 vectors) stay blocked in train forward even
-/// when backward sums them image by image (backward blocked this way was
-/// slower: 32x2048x7x7 NCHW f32 2.1 -> 2.7 ms): image by image, each row ends in
-/// a sum across its V lanes, which a row of a few vectors does not repay.
+/// though backward sums them image by image (blocked, 32x2048x7x7 NCHW f32
+/// backward went from 2.1 to 2.7 ms): image by image, each row ends in a
+/// sum across its V lanes, which a row of a few vectors does not repay.
 /// Measured on 2 cores of a Zen 4, blocked -> image by image: 32x2048x7x7
 /// f32 (196-byte rows) 1.63 -> 1.48 ms, its bf16 1.05 -> 1.66, 32x1024x14x14
 /// bf16 (392 bytes) 1.23 -> 1.95, but 32x1024x14x14 f32 (784 bytes) 2.71 ->
@@ -163,10 +163,10 @@ static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
 }
 
 /// Channel-blocked schedule for kernels that reduce and then write a tensor
-/// (train forward, backward): one parallel task per block of adjacent channels (one
-/// channel where rows are 4 KB or more) computes the block's sums and then
-/// its output while the block's N x S slab is still in L2/L3, so x comes
-/// from DRAM once.
+/// (train forward, backward): one parallel task per block of adjacent
+/// channels (one channel where rows are 4 KB or more) computes the block's
+/// sums and then its output while the block's N x S slabs are still in
+/// L2/L3, so x (and dy) come from DRAM once.
 ///
 /// Short rows with many channels (shortRowsWithManyChannels) are the
 /// exception: a block's rows are runs of a few hundred bytes lying a

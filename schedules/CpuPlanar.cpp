@@ -3,14 +3,13 @@
 // This file implements the CPU schedule of every kernel for contiguous
 // NC[D][H]W tensors, seen as [s, c, n] with s the flattened spatial axis.
 //
-// Train forward and backward of BatchNorm2d/3d layers are blocked by
-// channel: one parallel task computes a block of channels' sums and then
-// its output (one channel where rows are 4 KB or more), so the second read
-// of the block's slab can come from cache (3 transfers when the slab fits;
-// see the performance model in docs/design.md); rows shorter than 4 KB
-// with many channels are read in memory order instead, both passes image
-// by image (in train forward, rows of 512 bytes or more). Other reductions
-// (BatchNorm1d, and backward with a second output) are computed at root, one
+// Train forward of BatchNorm2d/3d layers is blocked by channel: one parallel
+// task computes a block of channels' statistics and then its output (one
+// channel where rows are 4 KB or more), so the second read of the block's
+// slab can come from cache (3 transfers when the slab fits; see the
+// performance model in docs/design.md); rows of 512 bytes to 4 KB with many
+// channels are read in memory order instead, both passes image by image.
+// Other reductions (backward, and BatchNorm1d) are computed at root, one
 // channel per parallel task, or, for rows shorter than 4 KB with many
 // channels, image by image (partials per channel and image) so that memory
 // is read in order. When a channel's rows are at least a vector long,
@@ -54,9 +53,8 @@ constexpr int kBlockRowBytes = 4096;
 constexpr int kShortRowBytes = 4096;
 
 /// Rows shorter than this (8 vectors) stay blocked in train forward even
-/// though backward sums them image by image (blocked, 32x2048x7x7 NCHW f32
-/// backward went from 2.1 to 2.7 ms): image by image, each row ends in a
-/// sum across its V lanes, which a row of a few vectors does not repay.
+/// when backward sums them image by image: image by image, each row ends in
+/// a sum across its V lanes, which a row of a few vectors does not repay.
 /// Measured on 2 cores of a Zen 4, blocked -> image by image: 32x2048x7x7
 /// f32 (196-byte rows) 1.63 -> 1.48 ms, its bf16 1.05 -> 1.66, 32x1024x14x14
 /// bf16 (392 bytes) 1.23 -> 1.95, but 32x1024x14x14 f32 (784 bytes) 2.71 ->
@@ -163,10 +161,10 @@ static void scheduleReduction(Func f, RDom r, const KernelStages &k, int V) {
 }
 
 /// Channel-blocked schedule for kernels that reduce and then write a tensor
-/// (train forward, backward): one parallel task per block of adjacent
-/// channels (one channel where rows are 4 KB or more) computes the block's
-/// sums and then its output while the block's N x S slabs are still in
-/// L2/L3, so x (and dy) come from DRAM once.
+/// (train forward): one parallel task per block of adjacent channels (one
+/// channel where rows are 4 KB or more) computes the block's sums and then
+/// its output while the block's N x S slab is still in L2/L3, so x comes
+/// from DRAM once.
 ///
 /// Short rows with many channels (shortRowsWithManyChannels) are the
 /// exception: a block's rows are runs of a few hundred bytes lying a
@@ -190,9 +188,8 @@ static void scheduleBlocked(KernelStages &k, int V) {
   // loop of one task still costs a trip through the thread pool, about as
   // much as a 14 x 14 channel's work: so the specialization.)
   Expr fewChannels = k.channels < kChannelsForWholeTasks;
-  Expr shortRows = shortRowsWithManyChannels(k);
-  if (k.reducesThenWrites) // train forward
-    shortRows = shortRows && rowBytes(k) >= kMinInOrderRowBytes;
+  Expr shortRows =
+      shortRowsWithManyChannels(k) && rowBytes(k) >= kMinInOrderRowBytes;
   Expr imagesPerChannelTask = select(fewChannels, imagesPerTask(k), k.batch);
   // Blocks of channels whose rows add up to kBlockRowBytes, leaving at
   // least kChannelsForWholeTasks tasks; one block of all channels for short
@@ -239,8 +236,6 @@ static void scheduleBlocked(KernelStages &k, int V) {
   }
   for (Func f : k.channelFuncs)
     f.compute_at(atBlock);
-  for (Func f : k.paramFuncs)
-    f.compute_root().vectorize(c, V, TailStrategy::GuardWithIf);
   for (Func f : k.channelOutputs)
     f.split(c, block, c, blockChannels, TailStrategy::GuardWithIf)
         .parallel(block)
@@ -254,16 +249,11 @@ void scheduleCpuPlanar(KernelStages &k, const Target &target) {
   // took train forward from 2.28x to 2.06x a copy (with a fuzzer busy on the
   // other core); one task per channel with the images summed last to first
   // took it to 1.57x (from 1.77x to 2.0x with nested image groups, on a VM
-  // with 2 MB of L2 a core). Backward (a tensor output from per-channel
-  // sums, as train forward) is blocked the same way since its output is
-  // written with streaming stores: a channel's x and dy slabs are read from
-  // memory once, and the dx pass reads them from L2/L3 while it streams dx
-  // out. On 2 cores of a Zen 4, 64x64x112x112 NCHW f32 backward 26.6 ->
-  // 20.3 ms, bf16 12.1 -> 11.2, 32x64x56x56 f32 2.9 -> 2.6 (before the
-  // streaming stores it was no faster: 2.90x vs 2.86x a copy). Blocking
-  // costs compile time: each specialization of the output computes the
-  // sums in its block loop, so the sums' variants are compiled in each.
-  if (k.plan.longRows && !k.reductions.empty() &&
+  // with 2 MB of L2 a core). Backward blocked the same way is no faster
+  // (2.90x vs 2.86x) and slower on 32x256x14x14 (5.6x vs 4.2x): a channel's
+  // x and dy slabs together outgrow the L2. So only train forward is
+  // blocked.
+  if (k.plan.longRows && k.reducesThenWrites &&
       k.tensorOutputs.size() == 1) {
     scheduleBlocked(k, V);
     return;

@@ -41,7 +41,10 @@ c++ -o "$work/plain/cpp_program" "$work/src/main.cpp" -I"$work/plain" \
 
 echo "== normc --shared from the prefix, no --runtime-lib"
 "$prefix/bin/normc" "$work/src/model.norm" -o "$work/shared" --module model --shared --quiet
-nm -D --defined-only "$work/shared/libmodel.so" | grep -q " T normrt_layer_create"
+# The symbol table is read whole first: with pipefail, `nm | grep -q` failed
+# whenever grep stopped reading before nm had written everything (SIGPIPE).
+symbols=$(nm -D --defined-only "$work/shared/libmodel.so")
+grep -q " T normrt_layer_create" <<<"$symbols"
 if [[ -n "${3:-}" ]]; then
   echo "== Python: the installed normrt package and example"
   export PYTHONPATH="$prefix/share/normc/python"

@@ -334,8 +334,7 @@ void scheduleCpuChannelsLast(KernelStages &k, const Target &target) {
     // is the inner half of the task index (with the run inner, bounds
     // inference divided the task by a count of unknown sign and required x
     // from image -127 on).
-    Expr runsPerImage = max((k.spatial + rows - 1) / rows, 1);
-    Expr runRows = max((k.spatial + runsPerImage - 1) / runsPerImage, 1);
+    Expr runRows = equalRunLength(k.spatial, rows);
     f.specialize(k.spatial >= rows)
         .reorder(c, s, n)
         .split(s, sOuter, sInner, runRows, TailStrategy::GuardWithIf)

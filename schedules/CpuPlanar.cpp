@@ -275,8 +275,7 @@ void scheduleCpuPlanar(KernelStages &k, const Target &target) {
     // channel's scale (idiv), as long as a 7 x 7 row's work. The image is
     // the inner half of the task index, as in the channels-last outputs.
     Expr rows = unitsPerTask(k.spatial, k.channels * k.batch);
-    Expr runsPerImage = max((k.channels + rows - 1) / rows, 1);
-    Expr runChannels = max((k.channels + runsPerImage - 1) / runsPerImage, 1);
+    Expr runChannels = equalRunLength(k.channels, rows);
     Expr imagesPerGroup = max(rows / max(k.channels, 1), 1);
     Var cRun("c_run"), cInner("c_inner"), nGroup("n_group"),
         nInner("n_inner"), rowTask("row_task");

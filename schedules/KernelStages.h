@@ -134,6 +134,15 @@ inline Halide::Expr unitsPerTask(const Halide::Expr &valuesPerUnit,
                      (units + kMaxTasksPerPass - 1) / kMaxTasksPerPass);
 }
 
+/// Length of the runs `units` units are cut into when a task takes at most
+/// `unitsPerTask` of them: runs of equal length (at least 1), so that the
+/// last is not a short task of its own.
+inline Halide::Expr equalRunLength(const Halide::Expr &units,
+                                   const Halide::Expr &unitsPerTask) {
+  Halide::Expr runs = Halide::max((units + unitsPerTask - 1) / unitsPerTask, 1);
+  return Halide::max((units + runs - 1) / runs, 1);
+}
+
 /// CPU schedule for the PyTorch-order (planar, NC[D][H]W) layout:
 /// vectorized along the spatial axis, parallel over channels and batch,
 /// vectorized across channels when the spatial extent is shorter than a

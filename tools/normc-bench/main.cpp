@@ -38,6 +38,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -248,8 +249,24 @@ void fillTensor(void *data, int32_t dtype, int64_t count) {
   }
 }
 
+/// How long an op is called untimed before its timed calls. oneDNN runs
+/// on OpenMP, whose idle threads spin for a while after each parallel
+/// region (libgomp's GOMP_SPINCOUNT) and so share the cores with whatever
+/// runs next: right after a oneDNN call, normc's 32x256x14x14 NHWC f32
+/// eval took 0.19 ms a call for 8 to 12 ms, then 0.09 ms (2 cores of a
+/// Zen 4). With one warm-up call, a shape's floors and normc's first
+/// kernel were timed in the spin of the previous shape's oneDNN calls.
+constexpr double kWarmUpSeconds = 0.03;
+
 double medianSeconds(const std::function<void()> &op) {
-  op(); // warm up: page faults, thread pool start
+  // Warm up: page faults, thread pool start, and other pools' spinning
+  // threads gone idle (kWarmUpSeconds).
+  auto start = std::chrono::steady_clock::now();
+  do
+    op();
+  while (std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                       start)
+             .count() < kWarmUpSeconds);
   std::vector<double> times;
   for (int i = 0; i < samples; ++i)
     times.push_back(Halide::Tools::benchmark(1, 1, op));

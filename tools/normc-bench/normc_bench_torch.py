@@ -35,8 +35,18 @@ CASES = [
 ]
 
 
+# Seconds an op is called untimed before its timed calls: torch runs on
+# OpenMP, whose idle threads spin for several milliseconds after each
+# parallel region and take a core from whatever runs next (normc-bench's
+# kWarmUpSeconds, docs/performance.md).
+WARM_UP_SECONDS = 0.03
+
+
 def median(fn, samples):
+    start = time.perf_counter()
     fn()
+    while time.perf_counter() - start < WARM_UP_SECONDS:
+        fn()
     times = []
     for _ in range(samples):
         start = time.perf_counter()
